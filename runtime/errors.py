@@ -1,0 +1,13 @@
+"""Errors a user can act on. Each names what is wrong and, where it can, what would be right."""
+
+
+class Qwen3TTSError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+
+class CheckpointError(Qwen3TTSError):
+    """A checkpoint directory is missing files, has a wrong model type or mismatched weights."""
+
+
+class PromptError(Qwen3TTSError, ValueError):
+    """The request cannot be turned into a prompt: empty text, unknown speaker or language, ..."""

@@ -1,0 +1,180 @@
+"""The transformer pieces shared by the talker, the code predictor and the codec's transformer.
+
+Written once: RMSNorm, rotary embedding, attention over a cache of key/value slots, SwiGLU.
+Every shape keeps a leading batch axis and every row carries its own positions, so a batch of
+independent streams (one KV slot each) runs through the same code as a single stream.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+KVUpdate = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+
+class RMSNorm(nn.Module):
+    """RMSNorm computed in fp32, cast back to the input dtype, then scaled (the official order)."""
+
+    def __init__(self, dim: int, eps: float):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dtype = x.dtype
+        x32 = x.float()
+        x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * x32.to(dtype)
+
+
+def rope_tables(positions: torch.Tensor, head_dim: int, theta: float, dtype: torch.dtype):
+    """cos/sin tables [B, 1, S, D] for integer positions [B, S] (rotate-half layout).
+
+    The talker's M-RoPE has three identical position rows for speech, which makes it exactly this
+    plain 1-D RoPE (facts §2.2).
+    """
+    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.int64, device=positions.device).float() / head_dim))
+    freqs = positions.float()[..., None] * inv_freq  # [B, S, D/2]
+    emb = torch.cat((freqs, freqs), dim=-1)[:, None]  # [B, 1, S, D]
+    return emb.cos().to(dtype), emb.sin().to(dtype)
+
+
+def _rotate_half(x: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    return x * cos + _rotate_half(x) * sin
+
+
+def attention_mask(query_pos: torch.Tensor, key_pos: torch.Tensor, window: int | None = None) -> torch.Tensor:
+    """Boolean mask [B, 1, S, L]: key j is visible to query i iff 0 <= pos_j <= pos_i (and within window).
+
+    query_pos [B, S]; key_pos [B, L] or [L]. Slots holding no data carry a negative position or a
+    position after the query, so stale cache entries are never attended.
+    """
+    if key_pos.dim() == 1:
+        key_pos = key_pos[None]
+    q = query_pos[:, None, :, None]
+    k = key_pos[:, None, None, :]
+    visible = (k <= q) & (k >= 0)
+    if window is not None:
+        visible = visible & (k > q - window)
+    return visible
+
+
+class Attention(nn.Module):
+    """Multi-head attention with grouped KV heads, optional per-head QK-norm, RoPE.
+
+    The cache is reached through `kv_update(k_new, v_new) -> (k_all, v_all)`, so the same module
+    serves a static slot cache (talker, predictor) and the codec's rolling window history.
+    """
+
+    def __init__(self, hidden: int, num_heads: int, num_kv_heads: int, head_dim: int,
+                 qk_norm_eps: float | None, bias: bool = False):
+        super().__init__()
+        self.num_heads, self.num_kv_heads, self.head_dim = num_heads, num_kv_heads, head_dim
+        self.q_proj = nn.Linear(hidden, num_heads * head_dim, bias=bias)
+        self.k_proj = nn.Linear(hidden, num_kv_heads * head_dim, bias=bias)
+        self.v_proj = nn.Linear(hidden, num_kv_heads * head_dim, bias=bias)
+        self.o_proj = nn.Linear(num_heads * head_dim, hidden, bias=bias)
+        if qk_norm_eps is not None:
+            self.q_norm = RMSNorm(head_dim, qk_norm_eps)
+            self.k_norm = RMSNorm(head_dim, qk_norm_eps)
+        else:
+            self.q_norm = self.k_norm = None
+
+    def forward(self, x, cos, sin, mask, kv_update: KVUpdate):
+        b, s, _ = x.shape
+        q = self.q_proj(x).view(b, s, self.num_heads, self.head_dim)
+        k = self.k_proj(x).view(b, s, self.num_kv_heads, self.head_dim)
+        v = self.v_proj(x).view(b, s, self.num_kv_heads, self.head_dim)
+        if self.q_norm is not None:  # QK-norm acts per head, before RoPE
+            q, k = self.q_norm(q), self.k_norm(k)
+        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        k_all, v_all = kv_update(k, v)
+        rep = self.num_heads // self.num_kv_heads
+        if rep > 1:
+            k_all = k_all.repeat_interleave(rep, dim=1)
+            v_all = v_all.repeat_interleave(rep, dim=1)
+        scores = torch.matmul(q, k_all.transpose(2, 3)) * (self.head_dim ** -0.5)
+        scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+        probs = F.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype)
+        out = torch.matmul(probs, v_all).transpose(1, 2).reshape(b, s, -1)
+        return self.o_proj(out)
+
+
+class SwiGLU(nn.Module):
+    def __init__(self, hidden: int, intermediate: int):
+        super().__init__()
+        self.gate_proj = nn.Linear(hidden, intermediate, bias=False)
+        self.up_proj = nn.Linear(hidden, intermediate, bias=False)
+        self.down_proj = nn.Linear(intermediate, hidden, bias=False)
+
+    def forward(self, x):
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+class LayerScale(nn.Module):
+    def __init__(self, dim: int):
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x):
+        return self.scale * x
+
+
+class DecoderLayer(nn.Module):
+    """Pre-norm block: x + attn(norm(x)), then x + mlp(norm(x)); optional LayerScale (codec)."""
+
+    def __init__(self, hidden, intermediate, num_heads, num_kv_heads, head_dim, eps,
+                 qk_norm: bool, layer_scale: bool = False):
+        super().__init__()
+        self.self_attn = Attention(hidden, num_heads, num_kv_heads, head_dim, eps if qk_norm else None)
+        self.mlp = SwiGLU(hidden, intermediate)
+        self.input_layernorm = RMSNorm(hidden, eps)
+        self.post_attention_layernorm = RMSNorm(hidden, eps)
+        if layer_scale:
+            self.self_attn_layer_scale = LayerScale(hidden)
+            self.mlp_layer_scale = LayerScale(hidden)
+        else:
+            self.self_attn_layer_scale = self.mlp_layer_scale = None
+
+    def forward(self, x, cos, sin, mask, kv_update: KVUpdate):
+        h = self.self_attn(self.input_layernorm(x), cos, sin, mask, kv_update)
+        x = x + (self.self_attn_layer_scale(h) if self.self_attn_layer_scale is not None else h)
+        h = self.mlp(self.post_attention_layernorm(x))
+        return x + (self.mlp_layer_scale(h) if self.mlp_layer_scale is not None else h)
+
+
+class KVCache:
+    """Static per-layer key/value slots [B, H_kv, L, D]; row b writes at its own positions.
+
+    Slot index == absolute position, so the attention mask derived from positions is all that
+    separates live entries from stale ones (gpt-fast's KVCache with one position row per stream).
+    """
+
+    def __init__(self, num_layers, batch, num_kv_heads, max_len, head_dim, dtype, device=None):
+        shape = (batch, num_kv_heads, max_len, head_dim)
+        self.k = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(num_layers)]
+        self.v = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(num_layers)]
+        self.max_len = max_len
+
+    def updater(self, layer: int, positions: torch.Tensor) -> KVUpdate:
+        def update(k_new, v_new):
+            idx = positions[:, None, :, None].expand(-1, k_new.shape[1], -1, k_new.shape[3])
+            self.k[layer].scatter_(2, idx, k_new)
+            self.v[layer].scatter_(2, idx, v_new)
+            return self.k[layer], self.v[layer]
+
+        return update
+
+    @property
+    def slot_positions(self) -> torch.Tensor:
+        return torch.arange(self.max_len, device=self.k[0].device)

@@ -1,0 +1,98 @@
+"""The official sampling rules, written out (HF 4.57 processor order, facts §6).
+
+Codebook 0 (talker): repetition penalty over previously generated codebook-0 ids, EOS held off
+for the first `min_new_tokens` frames, control ids suppressed, then temperature, top-k, top-p and
+a multinomial draw (or argmax when greedy). Codebooks 1..15 (predictor): temperature, top-k,
+top-p, draw. Draws use torch.multinomial so that, under the same seed, they consume random
+numbers exactly as the official generate loop does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import torch
+
+from .config import SamplingDefaults, TokenIds
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    do_sample: bool = True
+    temperature: float = 0.9
+    top_k: int = 50
+    top_p: float = 1.0
+    repetition_penalty: float = 1.05
+    subtalker_do_sample: bool = True
+    subtalker_temperature: float = 0.9
+    subtalker_top_k: int = 50
+    subtalker_top_p: float = 1.0
+    max_new_tokens: int = 2048
+    min_new_tokens: int = 2
+    seed: int | None = None
+
+    @classmethod
+    def from_defaults(cls, d: SamplingDefaults, **overrides) -> "SamplingParams":
+        base = cls(**{k: getattr(d, k) for k in cls.__dataclass_fields__ if hasattr(d, k)})
+        return replace(base, **overrides)
+
+    @classmethod
+    def greedy(cls, **overrides) -> "SamplingParams":
+        return cls(do_sample=False, subtalker_do_sample=False, **overrides)
+
+
+def _warp(scores: torch.Tensor, temperature: float, top_k: int, top_p: float) -> torch.Tensor:
+    scores = scores / temperature
+    if top_k and top_k > 0:
+        k = min(top_k, scores.shape[-1])
+        kth = torch.topk(scores, k)[0][..., -1, None]
+        scores = scores.masked_fill(scores < kth, float("-inf"))
+    if top_p < 1.0:
+        sorted_scores, order = torch.sort(scores, descending=False)
+        cum = sorted_scores.softmax(dim=-1).cumsum(dim=-1)
+        remove_sorted = cum <= (1 - top_p)
+        remove_sorted[..., -1:] = False  # always keep the best token
+        remove = remove_sorted.scatter(-1, order, remove_sorted)
+        scores = scores.masked_fill(remove, float("-inf"))
+    return scores
+
+
+def _draw(scores: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    probs = torch.softmax(scores, dim=-1)
+    return torch.multinomial(probs, num_samples=1, generator=generator)[:, 0]
+
+
+class CodeSampler:
+    """Picks codebook-0 ids for the talker and codebook 1..15 ids for the predictor."""
+
+    def __init__(self, params: SamplingParams, ids: TokenIds, codec_vocab: int, device=None):
+        self.p = params
+        self.eos = ids.codec_eos
+        # The official rule: the top 1024 ids (the control ids) are suppressed, EOS excepted.
+        self.suppress = torch.zeros(codec_vocab, dtype=torch.bool, device=device)
+        self.suppress[codec_vocab - 1024:] = True
+        self.suppress[self.eos] = False
+        self.generator = None
+        if params.seed is not None:
+            self.generator = torch.Generator(device=device or "cpu").manual_seed(params.seed)
+
+    def talker(self, logits: torch.Tensor, history: torch.Tensor, step: int) -> torch.Tensor:
+        """logits [B, V] for frame `step` (0-based); history [B, step] earlier codebook-0 ids."""
+        scores = logits.float().clone()  # the caller's logits stay untouched
+        if self.p.repetition_penalty != 1.0 and history.numel():
+            seen = torch.gather(scores, 1, history)
+            seen = torch.where(seen < 0, seen * self.p.repetition_penalty, seen / self.p.repetition_penalty)
+            scores = scores.scatter(1, history, seen)
+        if step < self.p.min_new_tokens:
+            scores[:, self.eos] = float("-inf")
+        scores = scores.masked_fill(self.suppress, float("-inf"))
+        if not self.p.do_sample:
+            return scores.argmax(dim=-1)
+        return _draw(_warp(scores, self.p.temperature, self.p.top_k, self.p.top_p), self.generator)
+
+    def predictor(self, logits: torch.Tensor, step: int) -> torch.Tensor:
+        scores = logits.float()
+        if not self.p.subtalker_do_sample:
+            return scores.argmax(dim=-1)
+        return _draw(_warp(scores, self.p.subtalker_temperature, self.p.subtalker_top_k, self.p.subtalker_top_p),
+                     self.generator)

@@ -1,0 +1,41 @@
+"""Shared fixtures: random checkpoints written once per session, the official reference."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from export.make_checkpoint import make_checkpoint
+
+CACHE = Path(os.environ.get("QWEN3_TTS_TEST_CACHE", Path(__file__).resolve().parent.parent / ".test-cache"))
+
+
+def _checkpoint(preset: str, variant: str, dtype: str = "float32") -> Path:
+    """Checkpoints are deterministic (seeded), so a finished one is reused across sessions."""
+    out = CACHE / f"{preset}-{variant}-{dtype}"
+    if not (out / "random_weights.json").exists():
+        make_checkpoint(out, preset=preset, variant=variant, seed=0, dtype=dtype)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_custom_voice() -> Path:
+    return _checkpoint("tiny", "custom_voice")
+
+
+@pytest.fixture(scope="session")
+def tiny_base() -> Path:
+    return _checkpoint("tiny", "base")
+
+
+@pytest.fixture(scope="session")
+def tiny_voice_design() -> Path:
+    return _checkpoint("tiny", "voice_design")
+
+
+@pytest.fixture(scope="session")
+def real_custom_voice() -> Path:
+    """The real 0.6B shapes, stored in bf16 like the released checkpoint."""
+    return _checkpoint("0.6b", "custom_voice", dtype="bfloat16")
