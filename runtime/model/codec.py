@@ -199,7 +199,7 @@ class CodecTransformer(nn.Module):
         return self.cfg.sliding_window - 1
 
     def state_shapes(self):
-        kv = (self.cfg.num_heads, self.history, self.cfg.head_dim)
+        kv = (self.history, self.cfg.num_heads, self.cfg.head_dim)
         return [()] + [kv] * (2 * self.cfg.num_layers)  # frame counter, then K and V per layer
 
     def forward(self, x, st):  # x [B, T, latent]
@@ -216,9 +216,9 @@ class CodecTransformer(nn.Module):
             k_hist, v_hist = st.take(), st.take()
 
             def update(k, v, k_hist=k_hist, v_hist=v_hist):
-                k_all, v_all = torch.cat([k_hist, k], dim=2), torch.cat([v_hist, v], dim=2)
-                st.put(k_all[:, :, -self.history:])
-                st.put(v_all[:, :, -self.history:])
+                k_all, v_all = torch.cat([k_hist, k], dim=1), torch.cat([v_hist, v], dim=1)
+                st.put(k_all[:, -self.history:])
+                st.put(v_all[:, -self.history:])
                 return k_all, v_all
 
             h = layer(h, cos, sin, mask, update)

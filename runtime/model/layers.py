@@ -32,14 +32,14 @@ class RMSNorm(nn.Module):
 
 
 def rope_tables(positions: torch.Tensor, head_dim: int, theta: float, dtype: torch.dtype):
-    """cos/sin tables [B, 1, S, D] for integer positions [B, S] (rotate-half layout).
+    """cos/sin tables [B, S, 1, D] for integer positions [B, S] (rotate-half layout, heads broadcast).
 
     The talker's M-RoPE has three identical position rows for speech, which makes it exactly this
     plain 1-D RoPE (facts §2.2).
     """
     inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.int64, device=positions.device).float() / head_dim))
     freqs = positions.float()[..., None] * inv_freq  # [B, S, D/2]
-    emb = torch.cat((freqs, freqs), dim=-1)[:, None]  # [B, 1, S, D]
+    emb = torch.cat((freqs, freqs), dim=-1)[:, :, None]  # [B, S, 1, D]
     return emb.cos().to(dtype), emb.sin().to(dtype)
 
 
@@ -71,8 +71,11 @@ def attention_mask(query_pos: torch.Tensor, key_pos: torch.Tensor, window: int |
 class Attention(nn.Module):
     """Multi-head attention with grouped KV heads, optional per-head QK-norm, RoPE.
 
-    The cache is reached through `kv_update(k_new, v_new) -> (k_all, v_all)`, so the same module
-    serves a static slot cache (talker, predictor) and the codec's rolling window history.
+    The cache is reached through `kv_update(k_new, v_new) -> (k_all, v_all)`, with K/V laid out
+    [B, L, H_kv, D] (sequence before heads, so a prefix of a stream's cache is one contiguous
+    block an engine can read, and a new position one block it can write in place). The same
+    module thus serves a static slot cache (talker, predictor), an engine's past + new slice, and
+    the codec's rolling window history.
     """
 
     def __init__(self, hidden: int, num_heads: int, num_kv_heads: int, head_dim: int,
@@ -96,9 +99,9 @@ class Attention(nn.Module):
         v = self.v_proj(x).view(b, s, self.num_kv_heads, self.head_dim)
         if self.q_norm is not None:  # QK-norm acts per head, before RoPE
             q, k = self.q_norm(q), self.k_norm(k)
-        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         k_all, v_all = kv_update(k, v)
+        q, k_all, v_all = q.transpose(1, 2), k_all.transpose(1, 2), v_all.transpose(1, 2)
         rep = self.num_heads // self.num_kv_heads
         if rep > 1:
             k_all = k_all.repeat_interleave(rep, dim=1)
@@ -154,23 +157,23 @@ class DecoderLayer(nn.Module):
 
 
 class KVCache:
-    """Static per-layer key/value slots [B, H_kv, L, D]; row b writes at its own positions.
+    """Static per-layer key/value slots [B, L, H_kv, D]; row b writes at its own positions.
 
     Slot index == absolute position, so the attention mask derived from positions is all that
     separates live entries from stale ones (gpt-fast's KVCache with one position row per stream).
     """
 
     def __init__(self, num_layers, batch, num_kv_heads, max_len, head_dim, dtype, device=None):
-        shape = (batch, num_kv_heads, max_len, head_dim)
+        shape = (batch, max_len, num_kv_heads, head_dim)
         self.k = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(num_layers)]
         self.v = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(num_layers)]
         self.max_len = max_len
 
     def updater(self, layer: int, positions: torch.Tensor) -> KVUpdate:
         def update(k_new, v_new):
-            idx = positions[:, None, :, None].expand(-1, k_new.shape[1], -1, k_new.shape[3])
-            self.k[layer].scatter_(2, idx, k_new)
-            self.v[layer].scatter_(2, idx, v_new)
+            idx = positions[:, :, None, None].expand(-1, -1, k_new.shape[2], k_new.shape[3])
+            self.k[layer].scatter_(1, idx, k_new)
+            self.v[layer].scatter_(1, idx, v_new)
             return self.k[layer], self.v[layer]
 
         return update
