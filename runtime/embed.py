@@ -39,7 +39,4 @@ class Embedder:
         Codebook 0 uses the talker's table, codebooks 1.. the predictor's tables (facts §10.1.6).
         """
         codes = codes.to(self.device)
-        total = self.talker.embed_codec(codes[..., 0])
-        for q in range(1, codes.shape[-1]):
-            total = total + self.predictor.embed(q, codes[..., q])
-        return total
+        return self.predictor.frame_embedding(self.talker.embed_codec(codes[..., 0]), codes[..., 1:])

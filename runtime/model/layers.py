@@ -168,8 +168,16 @@ class KVCache:
         self.k = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(num_layers)]
         self.v = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(num_layers)]
         self.max_len = max_len
+        self._positions = None
 
-    def updater(self, layer: int, positions: torch.Tensor) -> KVUpdate:
+    def begin(self, positions: torch.Tensor) -> torch.Tensor:
+        """Start a forward over `positions` [B, S]; returns the key positions [L] to mask against."""
+        self._positions = positions
+        return torch.arange(self.max_len, device=positions.device)
+
+    def updater(self, layer: int) -> KVUpdate:
+        positions = self._positions
+
         def update(k_new, v_new):
             idx = positions[:, :, None, None].expand(-1, -1, k_new.shape[2], k_new.shape[3])
             self.k[layer].scatter_(1, idx, k_new)
@@ -178,6 +186,40 @@ class KVCache:
 
         return update
 
-    @property
-    def slot_positions(self) -> torch.Tensor:
-        return torch.arange(self.max_len, device=self.k[0].device)
+
+class ConcatKV:
+    """Keys/values as explicit tensors: given past entries (maybe none), each forward appends.
+
+    This is the engine form of the cache: a graph receives the past as inputs and returns only
+    the new entries (`new_k`, `new_v`), which the runtime writes into its slots. Past entries at
+    or beyond a row's own position are masked, so rows of different lengths can share a batch.
+    """
+
+    def __init__(self, num_layers: int, past_k=None, past_v=None, past_positions=None):
+        self.k = list(past_k) if past_k is not None else [None] * num_layers
+        self.v = list(past_v) if past_v is not None else [None] * num_layers
+        self.pos = past_positions  # [B, P] or None
+        self.new_k: list[torch.Tensor] = [None] * num_layers
+        self.new_v: list[torch.Tensor] = [None] * num_layers
+
+    @staticmethod
+    def past_positions_for(positions: torch.Tensor, past_len: int) -> torch.Tensor:
+        """[B, P] positions of past slots 0..P-1, with -1 (masked) where slot >= the row's position."""
+        slots = torch.arange(past_len, device=positions.device)[None]
+        return torch.where(slots < positions[:, :1], slots, torch.full_like(slots, -1))
+
+    def begin(self, positions: torch.Tensor) -> torch.Tensor:
+        key_pos = positions if self.pos is None else torch.cat([self.pos, positions], dim=1)
+        self.pos = key_pos
+        return key_pos
+
+    def updater(self, layer: int) -> KVUpdate:
+        def update(k_new, v_new):
+            self.new_k[layer], self.new_v[layer] = k_new, v_new
+            if self.k[layer] is not None:
+                k_new = torch.cat([self.k[layer], k_new], dim=1)
+                v_new = torch.cat([self.v[layer], v_new], dim=1)
+            self.k[layer], self.v[layer] = k_new, v_new
+            return k_new, v_new
+
+        return update

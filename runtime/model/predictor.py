@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import PredictorConfig
-from .layers import DecoderLayer, KVCache, RMSNorm, attention_mask, rope_tables
+from .layers import ConcatKV, DecoderLayer, KVCache, RMSNorm, attention_mask, rope_tables
 
 
 class PredictorBody(nn.Module):
@@ -43,26 +43,17 @@ class Predictor(nn.Module):
         else:
             self.small_to_mtp_projection = None
 
-    @property
-    def frame_len(self) -> int:
-        return self.cfg.num_code_groups  # talker hidden + 15 codes
-
-    def new_cache(self, batch: int, dtype=None, device=None) -> KVCache:
-        p = self.lm_head
-        return KVCache(self.cfg.num_layers, batch, self.cfg.num_kv_heads, self.frame_len, self.cfg.head_dim,
-                       dtype or p.dtype, device or p.device)
-
     def embed(self, step: int, codes: torch.Tensor) -> torch.Tensor:
         """Embedding of codebook `step` (1..15) codes [B, ...] at the talker's width."""
         return self.model.codec_embedding[step - 1][codes]
 
-    def forward(self, embeds: torch.Tensor, positions: torch.Tensor, cache: KVCache) -> torch.Tensor:
+    def forward(self, embeds: torch.Tensor, positions: torch.Tensor, cache: KVCache | ConcatKV) -> torch.Tensor:
         """embeds [B, S, talker width], positions [B, S] -> post-norm hidden [B, S, width]."""
         x = self.small_to_mtp_projection(embeds) if self.small_to_mtp_projection is not None else embeds
         cos, sin = rope_tables(positions, self.cfg.head_dim, self.cfg.rope_theta, x.dtype)
-        mask = attention_mask(positions, cache.slot_positions)
+        mask = attention_mask(positions, cache.begin(positions))
         for i, layer in enumerate(self.model.layers):
-            x = layer(x, cos, sin, mask, cache.updater(i, positions))
+            x = layer(x, cos, sin, mask, cache.updater(i))
         return self.model.norm(x)
 
     def logits(self, hidden: torch.Tensor, step: int) -> torch.Tensor:
@@ -75,9 +66,10 @@ class Predictor(nn.Module):
 
         talker_hidden [B, H] is the talker's post-norm hidden state that produced codebook 0;
         code0_embed [B, H] its codebook-0 embedding; choose(logits [B, V], step) picks a code.
+        The cache starts empty every frame and grows to 16 positions.
         """
         b = talker_hidden.shape[0]
-        cache = self.new_cache(b, talker_hidden.dtype, talker_hidden.device)
+        cache = ConcatKV(self.cfg.num_layers)
         x = torch.stack([talker_hidden, code0_embed], dim=1)
         pos = torch.arange(2, device=x.device)[None].expand(b, -1)
         codes = []
@@ -88,6 +80,14 @@ class Predictor(nn.Module):
             x = self.embed(step, code)[:, None]
             pos = pos[:, -1:] + 1
         return torch.stack(codes, dim=1)
+
+    def frame_embedding(self, code0_embed: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+        """The talker's next codec input: codebook-0 embedding [..., H] plus the embeddings of
+        codebooks 1..15 (codes [..., 15]), each from its own table (facts §10.1.6)."""
+        total = code0_embed
+        for step in range(1, self.cfg.num_code_groups):
+            total = total + self.embed(step, codes[..., step - 1])
+        return total
 
 
 def stack_official_tables(state: dict[str, torch.Tensor], groups: int, prefix: str = "") -> dict[str, torch.Tensor]:

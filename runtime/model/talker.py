@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import TalkerConfig
-from .layers import DecoderLayer, KVCache, RMSNorm, attention_mask, rope_tables
+from .layers import ConcatKV, DecoderLayer, KVCache, RMSNorm, attention_mask, rope_tables
 
 
 class TextProjection(nn.Module):
@@ -60,12 +60,12 @@ class Talker(nn.Module):
     def embed_codec(self, ids: torch.Tensor) -> torch.Tensor:
         return self.model.codec_embedding(ids)
 
-    def forward(self, embeds: torch.Tensor, positions: torch.Tensor, cache: KVCache):
+    def forward(self, embeds: torch.Tensor, positions: torch.Tensor, cache: KVCache | ConcatKV):
         """embeds [B, S, H], positions [B, S] -> (codebook-0 logits [B, S, V], post-norm hidden [B, S, H])."""
         cos, sin = rope_tables(positions, self.cfg.head_dim, self.cfg.rope_theta, embeds.dtype)
-        mask = attention_mask(positions, cache.slot_positions)
+        mask = attention_mask(positions, cache.begin(positions))
         x = embeds
         for i, layer in enumerate(self.model.layers):
-            x = layer(x, cos, sin, mask, cache.updater(i, positions))
+            x = layer(x, cos, sin, mask, cache.updater(i))
         hidden = self.model.norm(x)
         return self.codec_head(hidden), hidden
