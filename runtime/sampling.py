@@ -96,3 +96,30 @@ class CodeSampler:
             return scores.argmax(dim=-1)
         return _draw(_warp(scores, self.p.subtalker_temperature, self.p.subtalker_top_k, self.p.subtalker_top_p),
                      self.generator)
+
+
+def sample_with_noise(logits: torch.Tensor, noise: torch.Tensor, temperature: torch.Tensor,
+                      top_k: torch.Tensor, top_p: torch.Tensor) -> torch.Tensor:
+    """Temperature / top-k / top-p sampling as fixed-shape tensor ops, from uniform noise given in.
+
+    This is the form that runs inside an engine: no Multinomial (TensorRT has none), no in-graph
+    random generator (TensorRT ignores seeds), so a seeded host generator makes results
+    reproducible on every backend. Gumbel-max over the K best logits draws from the same
+    distribution as softmax + multinomial. K = noise.shape[-1] is the largest top-k an engine
+    serves; a smaller top_k masks ranks. temperature <= 0 means greedy (argmax).
+
+    logits [B, V]; noise [B, K] in (0, 1); temperature, top_p float [B]; top_k int64 [B] -> [B] int64.
+    """
+    k = noise.shape[-1]
+    temp = torch.clamp(temperature.float(), min=1e-5)[:, None]
+    values, index = torch.topk(logits.float() / temp, k, dim=-1)  # sorted, best first
+    rank = torch.arange(k, device=logits.device)[None]
+    ninf = torch.full_like(values, float("-inf"))
+    values = torch.where(rank < top_k[:, None], values, ninf)
+    probs = torch.softmax(values, dim=-1)
+    before = torch.cumsum(probs, dim=-1) - probs  # probability mass of better-ranked tokens
+    values = torch.where((before < top_p[:, None]) | (rank == 0), values, ninf)
+    gumbel = -torch.log(-torch.log(torch.clamp(noise.float(), 1e-10, 1.0 - 1e-7)))
+    drawn = torch.argmax(values + gumbel, dim=-1)
+    pick = torch.where(temperature > 0, drawn, torch.zeros_like(drawn))
+    return torch.gather(index, 1, pick[:, None])[:, 0]

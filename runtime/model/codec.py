@@ -202,6 +202,9 @@ class CodecTransformer(nn.Module):
         kv = (self.history, self.cfg.num_heads, self.cfg.head_dim)
         return [()] + [kv] * (2 * self.cfg.num_layers)  # frame counter, then K and V per layer
 
+    def state_suffixes(self):
+        return ["frames"] + [f"layers.{i}.{kind}" for i in range(self.cfg.num_layers) for kind in ("key", "value")]
+
     def forward(self, x, st):  # x [B, T, latent]
         b, t, _ = x.shape
         start = st.take().to(torch.int64)  # [B] frames already decoded
@@ -243,19 +246,24 @@ class CodecDecoder(nn.Module):
             + [SnakeBeta(dims[-1]), CausalConv(dims[-1], 1, 7)]
         )
 
-    def _stateful(self):
-        """Stateful leaves in the order `stream_step` visits them."""
-        return [m for m in self.modules() if isinstance(m, (CausalConv, CausalTransConv, CodecTransformer))]
+    def state_layout(self) -> list[tuple[str, tuple]]:
+        """(name, shape without batch) of every state tensor, in the order `stream_step` uses them.
+
+        Registration order is visiting order, so walking the modules lists them correctly.
+        """
+        layout = []
+        for path, m in self.named_modules():
+            if isinstance(m, CodecTransformer):
+                layout += [(f"state.{path}.{sfx}", shape) for sfx, shape in zip(m.state_suffixes(), m.state_shapes())]
+            elif isinstance(m, (CausalConv, CausalTransConv)):
+                layout += [(f"state.{path}", shape) for shape in m.state_shapes()]
+        return layout
 
     def init_state(self, batch: int = 1, device=None, dtype=None) -> list[torch.Tensor]:
         p = self.pre_conv.conv.weight
         dtype, device = dtype or p.dtype, device or p.device
-        state = []
-        for m in self._stateful():
-            for shape in m.state_shapes():
-                kind = torch.int64 if shape == () else dtype
-                state.append(torch.zeros((batch, *shape), dtype=kind, device=device))
-        return state
+        return [torch.zeros((batch, *shape), dtype=torch.int64 if shape == () else dtype, device=device)
+                for _, shape in self.state_layout()]
 
     def stream_step(self, codes: torch.Tensor, state: list[torch.Tensor]):
         """codes [B, Q, T] (0..codebook_size-1) + state -> (PCM [B, T*samples_per_frame], new state)."""

@@ -101,15 +101,16 @@ class Attention(nn.Module):
             q, k = self.q_norm(q), self.k_norm(k)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         k_all, v_all = kv_update(k, v)
-        q, k_all, v_all = q.transpose(1, 2), k_all.transpose(1, 2), v_all.transpose(1, 2)
-        rep = self.num_heads // self.num_kv_heads
-        if rep > 1:
-            k_all = k_all.repeat_interleave(rep, dim=1)
-            v_all = v_all.repeat_interleave(rep, dim=1)
-        scores = torch.matmul(q, k_all.transpose(2, 3)) * (self.head_dim ** -0.5)
-        scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+        # Grouped heads without repeating K/V: query head h = g * rep + r reads KV head g. Scores
+        # are [B, G, rep, S, L]; K/V broadcast over rep (no copy, no reshape of symbolic axes).
+        g, rep = self.num_kv_heads, self.num_heads // self.num_kv_heads
+        q = q.view(b, s, g, rep, self.head_dim).permute(0, 2, 3, 1, 4)  # [B, G, rep, S, D]
+        k_all = k_all.permute(0, 2, 1, 3)[:, :, None]  # [B, G, 1, L, D]
+        v_all = v_all.permute(0, 2, 1, 3)[:, :, None]
+        scores = torch.matmul(q, k_all.transpose(-1, -2)) * (self.head_dim ** -0.5)
+        scores = scores.masked_fill(~mask[:, :, None], torch.finfo(scores.dtype).min)
         probs = F.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype)
-        out = torch.matmul(probs, v_all).transpose(1, 2).reshape(b, s, -1)
+        out = torch.matmul(probs, v_all).permute(0, 3, 1, 2, 4).reshape(b, s, -1)
         return self.o_proj(out)
 
 

@@ -1,0 +1,114 @@
+"""Export the four engine modules to ONNX, with names, shapes and dtypes from `runtime.contract`.
+
+The dynamo exporter (torch >= 2.9 default) at opset 18: every op it emits for these graphs is in
+TensorRT 10.0+'s ONNX parser (checked by export/op_support.py), attention stays decomposed
+(MatMul/Softmax), and weights go to an external-data file next to each graph, which is required
+past 2 GB and harmless below.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import io
+import warnings
+from pathlib import Path
+
+import torch
+
+from runtime.checkpoint import Networks
+from runtime.contract import (CODEC, PREDICTOR, TALKER_DECODE, TALKER_PREFILL, EngineLimits, EngineSpec,
+                              dim_ranges, engine_specs)
+from runtime.model.engines import CodecStep, PredictorFrame, TalkerDecode, TalkerPrefill
+
+OPSET = 18
+TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,
+                "int64": torch.int64}
+
+
+def engine_modules(nets: Networks, limits: EngineLimits) -> dict[str, torch.nn.Module]:
+    """The engine modules, cast to the precision the limits ask for."""
+    act = TORCH_DTYPES[{"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}[limits.precision]]
+    codec_dtype = TORCH_DTYPES[{"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}[limits.codec_precision]]
+    talker, predictor = nets.talker.to(act), nets.predictor.to(act)
+    return {
+        TALKER_PREFILL: TalkerPrefill(talker).eval(),
+        TALKER_DECODE: TalkerDecode(talker).eval(),
+        PREDICTOR: PredictorFrame(predictor, talker.model.codec_embedding).eval(),
+        CODEC: CodecStep(nets.codec.to(codec_dtype)).eval(),
+    }
+
+
+def example_inputs(spec: EngineSpec, sizes: dict[str, int]) -> tuple[torch.Tensor, ...]:
+    """Inputs of the right dtype with the symbolic axes set to `sizes` (values valid for the graph)."""
+    gen = torch.Generator().manual_seed(0)
+    out = []
+    for t in spec.inputs:
+        shape = [sizes[d] if isinstance(d, str) else d for d in t.shape]
+        dtype = TORCH_DTYPES[t.dtype]
+        if t.name == "positions":
+            x = torch.full(shape, sizes["P"], dtype=dtype)
+        elif t.name == "code0":
+            x = torch.randint(0, 2048, shape, generator=gen)
+        elif t.name == "codes":
+            x = torch.randint(0, 2048, shape, generator=gen)
+        elif t.name == "top_k":
+            x = torch.full(shape, 50, dtype=dtype)
+        elif t.name in ("temperature", "top_p"):
+            x = torch.full(shape, 0.9 if t.name == "temperature" else 1.0, dtype=dtype)
+        elif t.name == "noise":
+            x = torch.rand(shape, generator=gen)
+        elif dtype == torch.int64:  # codec frame counters
+            x = torch.full(shape, sizes.get("frames", 0), dtype=dtype)
+        else:
+            x = torch.randn(shape, generator=gen).to(dtype)
+        out.append(x)
+    return tuple(out)
+
+
+EXPORT_SIZES = {"B": 1, "S": 5, "P": 4, "T": 3, "frames": 0}
+
+
+def _dynamic_shapes(spec: EngineSpec, limits: EngineLimits, module: torch.nn.Module):
+    ranges = dim_ranges(limits)
+    dims = {}
+    for sym in ("S", "P", "T"):
+        lo, _, hi = ranges[sym]
+        dims[sym] = torch.export.Dim(sym, min=lo, max=hi)
+    shapes = []
+    for t in spec.inputs:
+        axes = {i: dims[d] for i, d in enumerate(t.shape) if isinstance(d, str) and d in dims}
+        shapes.append(axes or None)
+    # In forward() parameter order; inputs behind a `*args` parameter form one tuple.
+    params = list(inspect.signature(module.forward).parameters.values())
+    out = []
+    for i, p in enumerate(params):
+        out.append(tuple(shapes[i:]) if p.kind == p.VAR_POSITIONAL else shapes[i])
+    return tuple(out)
+
+
+def export_engine(name: str, module: torch.nn.Module, spec: EngineSpec, limits: EngineLimits, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    args = example_inputs(spec, EXPORT_SIZES)
+    sink = io.StringIO()
+    with warnings.catch_warnings(), contextlib.redirect_stdout(sink), torch.inference_mode(False), torch.no_grad():
+        warnings.simplefilter("ignore")
+        # torch.export first (the ONNX front end rewrites nested dynamic_shapes tuples into lists,
+        # which torch.export then rejects for `*args` inputs), then translate the program.
+        exported = torch.export.export(module, args, dynamic_shapes=_dynamic_shapes(spec, limits, module),
+                                       strict=False)
+        program = torch.onnx.export(exported, args, dynamo=True, opset_version=OPSET, input_names=spec.input_names,
+                                    output_names=spec.output_names, optimize=True, verbose=False)
+    program.save(str(path), external_data=True)
+    return path
+
+
+def export_all(nets: Networks, limits: EngineLimits, out_dir: Path, only: list[str] | None = None) -> dict[str, Path]:
+    specs = engine_specs(nets.config, limits)
+    modules = engine_modules(nets, limits)
+    paths = {}
+    for name, module in modules.items():
+        if only and name not in only:
+            continue
+        paths[name] = export_engine(name, module, specs[name], limits, Path(out_dir) / f"{name}.onnx")
+    return paths

@@ -1,0 +1,150 @@
+"""The engine I/O contract: per engine, its tensors' names, symbolic shapes and dtypes.
+
+Export writes graphs from it, every backend checks against it, and the build manifest records
+it. Shapes use symbols for the dynamic axes; `EngineLimits` bounds them:
+
+    B  batch (streams served by one call; 1 for now)   S  prompt positions (prefill)
+    P  past positions (decode)                           T  codec frames per chunk
+
+KV tensors are [B, positions, kv_heads, head_dim]: a stream's first P positions are one
+contiguous block, so an engine reads exactly the live prefix and writes a new position in place.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+
+from .config import ModelConfig
+
+ACTIVATION_DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+
+TALKER_PREFILL = "talker_prefill"
+TALKER_DECODE = "talker_decode"
+PREDICTOR = "predictor"
+CODEC = "codec"
+ENGINES = (TALKER_PREFILL, TALKER_DECODE, PREDICTOR, CODEC)
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    shape: tuple  # ints and symbol names
+    dtype: str  # numpy-style name
+
+
+@dataclass(frozen=True)
+class EngineSpec:
+    name: str
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+
+    def input(self, name: str) -> TensorSpec:
+        return next(t for t in self.inputs if t.name == name)
+
+    @property
+    def input_names(self) -> list[str]:
+        return [t.name for t in self.inputs]
+
+    @property
+    def output_names(self) -> list[str]:
+        return [t.name for t in self.outputs]
+
+
+@dataclass(frozen=True)
+class EngineLimits:
+    """Build-time bounds of the dynamic axes and sampling, recorded in the manifest."""
+
+    max_context: int = 2048  # talker positions: prompt + frames
+    max_prompt: int = 512  # prefill positions
+    max_chunk: int = 10  # codec frames per call
+    max_batch: int = 1
+    top_k_max: int = 50  # K of the in-graph top-k; top_k above it is refused
+    precision: str = "fp32"  # activations/weights of talker and predictor
+    codec_precision: str = "fp32"
+    chunk_ramp: tuple[int, ...] = field(default=(1, 2, 4, 8, 10))
+
+    def __post_init__(self):
+        if self.precision not in ACTIVATION_DTYPES or self.codec_precision not in ACTIVATION_DTYPES:
+            raise ValueError(f"precision must be one of {sorted(ACTIVATION_DTYPES)}")
+        if not 1 <= self.max_prompt < self.max_context:
+            raise ValueError("need 1 <= max_prompt < max_context")
+        if max(self.chunk_ramp) > self.max_chunk:
+            raise ValueError("chunk_ramp exceeds max_chunk")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def kv_names(layers: int, prefix: str) -> list[str]:
+    return [f"{prefix}_{kind}_{i}" for i in range(layers) for kind in ("key", "value")]
+
+
+def codec_state_specs(cfg: ModelConfig, dtype: str = "float32") -> list[TensorSpec]:
+    """Names and shapes of the streaming codec state, in the order the codec consumes it."""
+    import torch
+
+    from .model.codec import CodecDecoder
+
+    with torch.device("meta"):
+        codec = CodecDecoder(cfg.codec)
+    return [TensorSpec(name, ("B", *shape), "int64" if shape == () else dtype)
+            for name, shape in codec.state_layout()]
+
+
+def engine_specs(cfg: ModelConfig, limits: EngineLimits) -> dict[str, EngineSpec]:
+    t, p = cfg.talker, cfg.predictor
+    act = ACTIVATION_DTYPES[limits.precision]
+    kv_shape = ("B", "{}", t.num_kv_heads, t.head_dim)
+
+    def kv(prefix: str, length: str) -> list[TensorSpec]:
+        shape = tuple(length if d == "{}" else d for d in kv_shape)
+        return [TensorSpec(n, shape, act) for n in kv_names(t.num_layers, prefix)]
+
+    groups = p.num_code_groups - 1
+    heads = [TensorSpec("logits", ("B", t.vocab_size), "float32"), TensorSpec("hidden", ("B", t.hidden_size), act)]
+    state = codec_state_specs(cfg, ACTIVATION_DTYPES[limits.codec_precision])
+    return {
+        TALKER_PREFILL: EngineSpec(
+            TALKER_PREFILL,
+            inputs=(TensorSpec("inputs_embeds", ("B", "S", t.hidden_size), act),),
+            outputs=tuple(heads + kv("present", "S")),
+        ),
+        TALKER_DECODE: EngineSpec(
+            TALKER_DECODE,
+            inputs=tuple([TensorSpec("inputs_embeds", ("B", 1, t.hidden_size), act),
+                          TensorSpec("positions", ("B",), "int64")] + kv("past", "P")),
+            outputs=tuple(heads + kv("new", 1)),
+        ),
+        PREDICTOR: EngineSpec(
+            PREDICTOR,
+            inputs=(TensorSpec("talker_hidden", ("B", t.hidden_size), act),
+                    TensorSpec("code0", ("B",), "int64"),
+                    TensorSpec("noise", ("B", groups, limits.top_k_max), "float32"),
+                    TensorSpec("temperature", ("B",), "float32"),
+                    TensorSpec("top_k", ("B",), "int64"),
+                    TensorSpec("top_p", ("B",), "float32")),
+            outputs=(TensorSpec("codes", ("B", groups), "int64"),
+                     TensorSpec("frame_embed", ("B", t.hidden_size), act)),
+        ),
+        CODEC: EngineSpec(
+            CODEC,
+            inputs=tuple([TensorSpec("codes", ("B", cfg.codec.num_quantizers, "T"), "int64")] + state),
+            outputs=tuple([TensorSpec("pcm", ("B", "T*%d" % cfg.codec.samples_per_frame), "float32")]
+                          + [TensorSpec(s.name + "_out", s.shape, s.dtype) for s in state]),
+        ),
+    }
+
+
+def dim_ranges(limits: EngineLimits) -> dict[str, tuple[int, int, int]]:
+    """(min, opt, max) of every symbolic axis: what TensorRT optimization profiles use."""
+    return {
+        "B": (1, 1, limits.max_batch),
+        "S": (1, min(64, limits.max_prompt), limits.max_prompt),
+        "P": (1, min(256, limits.max_context - 1), limits.max_context - 1),
+        "T": (1, min(4, limits.max_chunk), limits.max_chunk),
+    }
+
+
+def specs_to_json(specs: dict[str, EngineSpec]) -> str:
+    return json.dumps({k: asdict(v) for k, v in specs.items()}, indent=1)
