@@ -11,15 +11,15 @@ from __future__ import annotations
 import contextlib
 import inspect
 import io
+import logging
 import warnings
 from pathlib import Path
 
 import torch
 
 from runtime.checkpoint import Networks
-from runtime.contract import (CODEC, PREDICTOR, TALKER_DECODE, TALKER_PREFILL, EngineLimits, EngineSpec,
-                              dim_ranges, engine_specs)
-from runtime.model.engines import CodecStep, PredictorFrame, TalkerDecode, TalkerPrefill
+from runtime.contract import EngineLimits, EngineSpec, dim_ranges, engine_specs
+from runtime.model.engines import build_engine_modules
 
 OPSET = 18
 TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,
@@ -27,16 +27,7 @@ TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": 
 
 
 def engine_modules(nets: Networks, limits: EngineLimits) -> dict[str, torch.nn.Module]:
-    """The engine modules, cast to the precision the limits ask for."""
-    act = TORCH_DTYPES[{"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}[limits.precision]]
-    codec_dtype = TORCH_DTYPES[{"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}[limits.codec_precision]]
-    talker, predictor = nets.talker.to(act), nets.predictor.to(act)
-    return {
-        TALKER_PREFILL: TalkerPrefill(talker).eval(),
-        TALKER_DECODE: TalkerDecode(talker).eval(),
-        PREDICTOR: PredictorFrame(predictor, talker.model.codec_embedding).eval(),
-        CODEC: CodecStep(nets.codec.to(codec_dtype)).eval(),
-    }
+    return build_engine_modules(nets.talker, nets.predictor, nets.codec, limits.precision, limits.codec_precision)
 
 
 def example_inputs(spec: EngineSpec, sizes: dict[str, int]) -> tuple[torch.Tensor, ...]:
@@ -89,6 +80,8 @@ def _dynamic_shapes(spec: EngineSpec, limits: EngineLimits, module: torch.nn.Mod
 
 def export_engine(name: str, module: torch.nn.Module, spec: EngineSpec, limits: EngineLimits, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
+    # The exporter logs one warning per torchvision op it cannot register; torchvision is not used.
+    logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
     args = example_inputs(spec, EXPORT_SIZES)
     sink = io.StringIO()
     with warnings.catch_warnings(), contextlib.redirect_stdout(sink), torch.inference_mode(False), torch.no_grad():

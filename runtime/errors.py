@@ -11,3 +11,11 @@ class CheckpointError(Qwen3TTSError):
 
 class PromptError(Qwen3TTSError, ValueError):
     """The request cannot be turned into a prompt: empty text, unknown speaker or language, ..."""
+
+
+class EngineMismatchError(Qwen3TTSError):
+    """Prebuilt engines do not fit: another model, GPU, TensorRT version or engine contract."""
+
+
+class BackendUnavailableError(Qwen3TTSError):
+    """The requested backend cannot run here (library missing, no GPU, engines not built)."""

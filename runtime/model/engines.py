@@ -18,6 +18,22 @@ from .predictor import Predictor
 from .talker import Talker
 
 
+PRECISION_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def build_engine_modules(talker: Talker, predictor: Predictor, codec: CodecDecoder,
+                         precision: str = "fp32", codec_precision: str = "fp32") -> dict[str, nn.Module]:
+    """The four engine modules, keyed by contract name, cast to the requested precision."""
+    act, codec_dtype = PRECISION_DTYPES[precision], PRECISION_DTYPES[codec_precision]
+    talker, predictor, codec = talker.to(act), predictor.to(act), codec.to(codec_dtype)
+    return {
+        "talker_prefill": TalkerPrefill(talker).eval(),
+        "talker_decode": TalkerDecode(talker).eval(),
+        "predictor": PredictorFrame(predictor, talker.model.codec_embedding).eval(),
+        "codec": CodecStep(codec).eval(),
+    }
+
+
 def _interleave(keys: list[torch.Tensor], values: list[torch.Tensor]) -> list[torch.Tensor]:
     return [t for pair in zip(keys, values) for t in pair]
 

@@ -1,0 +1,309 @@
+"""What build.sh runs: checkpoint -> ONNX graphs -> checks -> TensorRT engines -> manifest.
+
+    build.sh MODEL [--precision fp32|fp16|bf16] [--max-context N] [--require-trt] ...
+
+Stages, each reported as it runs: resolve the checkpoint, pick builds/<gpu-slug>/<model>/,
+refuse a folder that holds another model's or GPU's build, check free disk, export each graph
+(skipped when its inputs are unchanged), check it (onnx.checker, shape inference, TensorRT
+op/dtype table), compare it in ONNX Runtime against the PyTorch module, build its TensorRT engine
+when TensorRT and a GPU are here, write manifest.json, print a summary table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import platform
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from runtime.checkpoint import CODEC_WEIGHTS, MAIN_WEIGHTS, load_networks, resolve_checkpoint
+from runtime.config import load_model_config
+from runtime.contract import ENGINES, EngineLimits, dim_ranges, engine_specs, specs_to_json
+from runtime.device_info import detect_gpu, tensorrt_version
+from runtime.errors import EngineMismatchError, Qwen3TTSError
+from runtime.manifest import MANIFEST, SCHEMA
+
+from . import onnx_graphs
+from .op_support import check_model
+
+ROOT = Path(__file__).resolve().parent.parent
+SOURCES = ["runtime/model", "runtime/contract.py", "runtime/sampling.py", "export/onnx_graphs.py"]
+BYTES = {"fp32": 4, "fp16": 2, "bf16": 2}
+
+
+class BuildError(Qwen3TTSError):
+    """The build cannot go on; the message says why and what to do."""
+
+
+@dataclass
+class GraphResult:
+    name: str
+    onnx_bytes: int = 0
+    reused: bool = False
+    parity: float | None = None
+    parity_note: str = ""
+    op_problems: list[str] = field(default_factory=list)
+    engine: str | None = None
+    engine_note: str = ""
+
+
+def _sha256(path: Path, limit: int | None = None) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        remaining = limit
+        while chunk := f.read(1 << 20 if remaining is None else min(1 << 20, remaining)):
+            h.update(chunk)
+            if remaining is not None:
+                remaining -= len(chunk)
+                if remaining <= 0:
+                    break
+    return h.hexdigest()
+
+
+def source_fingerprint() -> str:
+    h = hashlib.sha256()
+    for rel in SOURCES:
+        p = ROOT / rel
+        for f in sorted(p.rglob("*.py")) if p.is_dir() else [p]:
+            h.update(f.relative_to(ROOT).as_posix().encode())
+            h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def weights_identity(model_dir: Path) -> str:
+    """Size, mtime and the header (names, dtypes, offsets) of each weights file: cheap and enough to
+    notice a replaced or rewritten checkpoint without hashing gigabytes on every build."""
+    parts = []
+    for rel in (MAIN_WEIGHTS, CODEC_WEIGHTS):
+        st = (model_dir / rel).stat()
+        parts.append(f"{rel}:{st.st_size}:{st.st_mtime_ns}:{_sha256(model_dir / rel, 1 << 20)}")
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+
+
+def estimate_bytes(nets_params: int, codec_params: int, limits: EngineLimits, trt: bool) -> int:
+    """ONNX files (+ engines when TensorRT builds) for the talker/predictor weights and the codec,
+    with 15% headroom; the talker's graphs share weights across prefill and decode files."""
+    lm = nets_params * BYTES[limits.precision] * 2  # prefill and decode each carry the talker
+    codec = codec_params * BYTES[limits.codec_precision]
+    return int((lm + codec) * (2 if trt else 1) * 1.15)
+
+
+def model_name(source: str, model_dir: Path) -> str:
+    return Path(source).name if Path(source).expanduser().is_dir() else source.rstrip("/").split("/")[-1] or model_dir.name
+
+
+def _files(path: Path) -> list[Path]:
+    return [p for p in (path, path.with_name(path.name + ".data")) if p.exists()]
+
+
+def ort_parity(module: torch.nn.Module, spec, path: Path) -> float:
+    """Max |ONNX Runtime - PyTorch| over every output, at two shape settings inside the profile."""
+    import numpy as np
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    worst = 0.0
+    for sizes in (dict(B=1, S=7, P=9, T=1, frames=0), dict(B=1, S=2, P=3, T=4, frames=5)):
+        args = onnx_graphs.example_inputs(spec, sizes)
+        with torch.inference_mode():
+            expected = module(*args)
+        got = sess.run(None, {t.name: a.numpy() for t, a in zip(spec.inputs, args)})
+        for g, e in zip(got, expected):
+            if g.size:
+                worst = max(worst, float(np.abs(g.astype(np.float64) - e.float().numpy()).max()))
+    return worst
+
+
+def build(source: str, out_root: Path, limits: EngineLimits, *, require_trt=False, force=False, parity=True,
+          opt_level=3, log=print) -> dict:
+    t_start = time.time()
+    log(f"[1/6] checkpoint: {source}")
+    model_dir = resolve_checkpoint(source)
+    cfg = load_model_config(model_dir)
+    name = model_name(source, model_dir)
+    log(f"      {cfg.variant} {cfg.size}, talker {cfg.talker.num_layers}x{cfg.talker.hidden_size}, config {cfg.config_hash}")
+
+    gpu = detect_gpu()
+    trt_ver, trt_why = tensorrt_version()
+    slug = gpu["slug"] if gpu else "cpu"
+    out_dir = Path(out_root) / slug / name
+    log(f"[2/6] output: {out_dir} (GPU: {gpu['name'] if gpu else 'none'}; TensorRT: {trt_ver or 'not available'})")
+    old = _previous_manifest(out_dir, cfg.config_hash, gpu, force)
+
+    nets = load_networks(model_dir)
+    lm_params = sum(p.numel() for m in (nets.talker, nets.predictor) for p in m.parameters())
+    codec_params = sum(p.numel() for p in nets.codec.parameters())
+    can_trt = gpu is not None and trt_ver is not None
+    need = estimate_bytes(lm_params, codec_params, limits, can_trt)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(out_dir).free
+    if free < need:
+        raise BuildError(f"not enough disk in {out_dir}: about {need / 1e9:.1f} GB needed, {free / 1e9:.1f} GB free")
+
+    specs = engine_specs(cfg, limits)
+    modules = onnx_graphs.engine_modules(nets, limits)
+    key_base = dict(config=cfg.config_hash, weights=weights_identity(model_dir), limits=limits.to_dict(),
+                    opset=onnx_graphs.OPSET, source=source_fingerprint(), torch=torch.__version__)
+    results, entries = [], {}
+    log(f"[3/6] export + checks ({len(ENGINES)} graphs, opset {onnx_graphs.OPSET}, {limits.precision})")
+    for graph in ENGINES:
+        res = GraphResult(graph)
+        path = out_dir / f"{graph}.onnx"
+        key = hashlib.sha256(json.dumps(dict(key_base, graph=graph), sort_keys=True).encode()).hexdigest()[:16]
+        prev = (old or {}).get("engines", {}).get(graph, {})
+        unchanged = prev.get("key") == key and _files(path) and \
+            {p.name: _sha256(p) for p in _files(path)} == prev.get("files")  # same inputs, untouched files
+        if unchanged and not force:
+            res.reused, res.parity, res.op_problems = True, prev.get("parity_max_abs"), prev.get("op_problems", [])
+            log(f"      {graph}: unchanged, reused")
+        else:
+            t0 = time.time()
+            onnx_graphs.export_engine(graph, modules[graph], specs[graph], limits, path)
+            _check_graph(path)
+            res.op_problems = check_model(path).problems
+            if parity and limits.precision != "bf16" and limits.codec_precision != "bf16":
+                res.parity = ort_parity(modules[graph], specs[graph], path)
+            elif parity:
+                res.parity_note = "bf16: ONNX Runtime has no CPU kernels; compare on the GPU"
+            log(f"      {graph}: exported in {time.time() - t0:.1f} s, ops {'OK' if not res.op_problems else res.op_problems}"
+                + (f", parity {res.parity:.1e}" if res.parity is not None else ""))
+        res.onnx_bytes = sum(p.stat().st_size for p in _files(path))
+        entries[graph] = dict(key=key, onnx=path.name, files={p.name: _sha256(p) for p in _files(path)},
+                              parity_max_abs=res.parity, op_problems=res.op_problems, engine=None,
+                              not_built_reason=None)
+        results.append((res, prev))
+
+    log("[4/6] TensorRT engines")
+    if not can_trt:
+        why = trt_why if trt_ver is None else "no NVIDIA GPU is visible"
+        for res, _ in results:
+            res.engine_note = f"not built: {why}"
+            entries[res.name]["not_built_reason"] = why
+        log(f"      engines were not built: {why}")
+        if require_trt:
+            raise BuildError(f"--require-trt: engines were not built because {why}")
+    else:
+        from .trt_build import build_engine
+
+        ranges = dim_ranges(limits)
+        for res, prev in results:
+            engine_path = out_dir / f"{res.name}.engine"
+            entry = entries[res.name]
+            if res.reused and prev.get("engine") and engine_path.exists() and prev.get("engine_key") == entry["key"]:
+                entry.update(engine=engine_path.name, engine_sha256=prev.get("engine_sha256"), engine_key=entry["key"])
+                res.engine = "reused"
+                continue
+            build_engine(out_dir / entry["onnx"], engine_path, specs[res.name], ranges, out_dir.parent / "timing.cache",
+                         opt_level=opt_level, log=log)
+            entry.update(engine=engine_path.name, engine_sha256=_sha256(engine_path), engine_key=entry["key"])
+            res.engine = f"{engine_path.stat().st_size / 1e6:.1f} MB"
+
+    log("[5/6] manifest")
+    manifest = dict(
+        schema=SCHEMA,
+        model=dict(name=name, source=str(source), variant=cfg.variant, size=cfg.size, config_hash=cfg.config_hash),
+        gpu=gpu,
+        versions=dict(tensorrt=trt_ver, torch=torch.__version__, onnx=_version("onnx"),
+                      onnxruntime=_version("onnxruntime"), python=platform.python_version()),
+        limits=limits.to_dict(), opset=onnx_graphs.OPSET, min_tensorrt="10.0",
+        contract=json.loads(specs_to_json(specs)), engines=entries,
+        built_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), build_seconds=round(time.time() - t_start, 1),
+    )
+    text = json.dumps(manifest, indent=1)
+    (out_dir / MANIFEST).write_text(text)
+    log("[6/6] summary")
+    log(summary_table([r for r, _ in results]))
+    return json.loads(text)  # exactly what the file holds
+
+
+def _previous_manifest(out_dir: Path, config_hash: str, gpu: dict | None, force: bool) -> dict | None:
+    path = out_dir / MANIFEST
+    if not path.is_file():
+        return None
+    try:
+        old = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return None  # unreadable: rebuild everything
+    if force:
+        return None
+    old_model = old.get("model", {})
+    if old_model.get("config_hash") != config_hash:
+        raise EngineMismatchError(
+            f"{out_dir} holds a build of another model ({old_model.get('name')!r}, config {old_model.get('config_hash')}); "
+            "pass --force to replace it or choose another --out")
+    old_gpu = (old.get("gpu") or {}).get("name")
+    if old_gpu != (gpu or {}).get("name"):
+        raise EngineMismatchError(
+            f"{out_dir} holds engines built on {old_gpu or 'a machine without GPU'}, this machine has "
+            f"{(gpu or {}).get('name') or 'no GPU'}; pass --force to replace them or choose another --out")
+    return old
+
+
+def _check_graph(path: Path) -> None:
+    import onnx
+
+    onnx.checker.check_model(str(path), full_check=False)  # the path form works past 2 GB
+    onnx.shape_inference.infer_shapes_path(str(path), str(path) + ".inferred")
+    Path(str(path) + ".inferred").unlink()
+
+
+def _version(module: str) -> str | None:
+    try:
+        return __import__(module).__version__
+    except ImportError:
+        return None
+
+
+def summary_table(results: list[GraphResult]) -> str:
+    rows = [("graph", "onnx", "parity max|diff|", "TensorRT ops", "engine")]
+    for r in results:
+        parity = f"{r.parity:.1e}" if r.parity is not None else (r.parity_note or "skipped")
+        ops = "OK" if not r.op_problems else f"{len(r.op_problems)} problem(s)"
+        onnx_size = f"{r.onnx_bytes / 1e6:.1f} MB" + (" (reused)" if r.reused else "")
+        rows.append((r.name, onnx_size, parity, ops, r.engine or r.engine_note))
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows)
+
+
+def parse_args(argv=None):
+    ap = argparse.ArgumentParser(
+        prog="build.sh", description="Export Qwen3-TTS-12Hz to ONNX and build TensorRT engines for this GPU.",
+        epilog="Engines go to OUT/<gpu-slug>/<model-name>/ with manifest.json. Without TensorRT or a GPU the ONNX "
+               "graphs are exported and checked, and the manifest says why engines were not built.")
+    ap.add_argument("model", help="checkpoint directory or hub id (e.g. Qwen/Qwen3-TTS-12Hz-0.6B-CustomVoice)")
+    ap.add_argument("--out", default="builds", help="root of the builds tree (default: builds)")
+    ap.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"], help="talker and predictor")
+    ap.add_argument("--codec-precision", default="fp32", choices=["fp32", "fp16", "bf16"])
+    ap.add_argument("--max-context", type=int, default=2048, help="talker positions (prompt + frames)")
+    ap.add_argument("--max-prompt", type=int, default=512, help="prefill positions")
+    ap.add_argument("--max-chunk", type=int, default=10, help="codec frames per call")
+    ap.add_argument("--opt-level", type=int, default=3, choices=range(6), help="TensorRT builder optimization level")
+    ap.add_argument("--require-trt", action="store_true", help="fail unless TensorRT engines were built")
+    ap.add_argument("--skip-parity", action="store_true", help="skip the ONNX Runtime vs PyTorch comparison")
+    ap.add_argument("--force", action="store_true", help="rebuild everything; replace another model's build")
+    return ap.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        limits = EngineLimits(max_context=args.max_context, max_prompt=args.max_prompt, max_chunk=args.max_chunk,
+                              precision=args.precision, codec_precision=args.codec_precision,
+                              chunk_ramp=tuple(c for c in EngineLimits().chunk_ramp if c <= args.max_chunk))
+        build(args.model, Path(args.out), limits, require_trt=args.require_trt, force=args.force,
+              parity=not args.skip_parity, opt_level=args.opt_level)
+    except (Qwen3TTSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

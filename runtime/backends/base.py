@@ -1,0 +1,49 @@
+"""The one interface every backend implements; the frame loop and the streamer see only this.
+
+Tensors cross it as torch tensors on the backend's `device`: embeddings [1, S, H], codebook-0
+logits [1, V] float32, hidden [1, H], codes int64. The backend owns the KV slots and the codec
+state of the stream it serves; `reset` starts a new utterance.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import torch
+
+from ..config import ModelConfig
+from ..contract import EngineLimits
+
+
+class Backend(ABC):
+    name: str = "abstract"
+    device: torch.device = torch.device("cpu")
+
+    def __init__(self, config: ModelConfig, limits: EngineLimits):
+        self.config = config
+        self.limits = limits
+
+    @abstractmethod
+    def reset(self) -> None:
+        """Forget the stream: KV positions back to 0, codec state back to silence."""
+
+    @abstractmethod
+    def prefill(self, embeds: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Run the talker over positions 0..S-1 and keep their K/V; -> (logits [1, V], hidden [1, H])."""
+
+    @abstractmethod
+    def decode(self, embeds: torch.Tensor, position: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """One talker position; its K/V goes to slot `position`; -> (logits [1, V], hidden [1, H])."""
+
+    @abstractmethod
+    def predict_frame(self, hidden: torch.Tensor, code0: torch.Tensor, noise: torch.Tensor,
+                      temperature: torch.Tensor, top_k: torch.Tensor, top_p: torch.Tensor
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Codebooks 1..15 of a frame -> (codes [1, 15], next talker codec input [1, H])."""
+
+    @abstractmethod
+    def codec_step(self, codes: torch.Tensor) -> torch.Tensor:
+        """codes [1, 16, T] -> PCM [1, T * samples_per_frame] float32, continuing the stream."""
+
+    def close(self) -> None:
+        """Release engines and buffers."""

@@ -1,0 +1,89 @@
+"""ONNX Runtime backend: the exported graphs from a build directory, on the CPU (portable).
+
+KV slots live in numpy arrays [1, L, H_kv, D]; each decode feeds the live prefix and writes the
+returned slice at its position. One intra-op thread pool is shared by the four sessions, so
+they do not fight over the cores.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..config import ModelConfig
+from ..contract import ENGINES, EngineLimits, engine_specs
+from ..errors import BackendUnavailableError, EngineMismatchError
+from .base import Backend
+
+NP_DTYPES = {"float32": np.float32, "float16": np.float16, "int64": np.int64}
+
+
+class OnnxBackend(Backend):
+    name = "onnx"
+
+    def __init__(self, config: ModelConfig, limits: EngineLimits, graph_dir: str | Path, threads: int = 0):
+        super().__init__(config, limits)
+        try:
+            import onnxruntime as ort
+        except ImportError as exc:
+            raise BackendUnavailableError("onnxruntime is not installed: pip install 'qwen3-tts-trt[onnx]'") from exc
+        if limits.precision == "bf16" or limits.codec_precision == "bf16":
+            raise BackendUnavailableError("ONNX Runtime has no CPU kernels for bf16 graphs; build fp32 or fp16")
+        self.specs = engine_specs(config, limits)
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.sessions = {}
+        for name in ENGINES:
+            path = Path(graph_dir) / f"{name}.onnx"
+            if not path.is_file():
+                raise EngineMismatchError(f"missing graph {path}: run build.sh for this model first")
+            self.sessions[name] = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+            got = [i.name for i in self.sessions[name].get_inputs()]
+            if got != self.specs[name].input_names:
+                raise EngineMismatchError(f"{path} inputs {got[:4]}... do not match the engine contract")
+        t = config.talker
+        act = NP_DTYPES[self.specs["talker_decode"].input("inputs_embeds").dtype]
+        shape = (1, limits.max_context, t.num_kv_heads, t.head_dim)
+        self.keys = [np.zeros(shape, act) for _ in range(t.num_layers)]
+        self.values = [np.zeros(shape, act) for _ in range(t.num_layers)]
+        self.act = act
+        self.reset()
+
+    def reset(self) -> None:
+        self.codec_state = [np.zeros([1 if d == "B" else d for d in s.shape], NP_DTYPES[s.dtype])
+                            for s in self.specs["codec"].inputs[1:]]
+
+    def _run(self, name: str, arrays: list[np.ndarray]) -> list[np.ndarray]:
+        feeds = dict(zip(self.specs[name].input_names, arrays))
+        return self.sessions[name].run(None, feeds)
+
+    def _store(self, kv: list[np.ndarray], start: int) -> None:
+        for i, (k, v) in enumerate(zip(kv[0::2], kv[1::2])):
+            self.keys[i][:, start:start + k.shape[1]] = k
+            self.values[i][:, start:start + v.shape[1]] = v
+
+    def prefill(self, embeds):
+        logits, hidden, *kv = self._run("talker_prefill", [embeds.numpy().astype(self.act)])
+        self._store(kv, 0)
+        return torch.from_numpy(logits), torch.from_numpy(hidden)
+
+    def decode(self, embeds, position):
+        past = [t[:, :position] for pair in zip(self.keys, self.values) for t in pair]
+        pos = np.full((1,), position, np.int64)
+        logits, hidden, *kv = self._run("talker_decode", [embeds.numpy().astype(self.act), pos] + past)
+        self._store(kv, position)
+        return torch.from_numpy(logits), torch.from_numpy(hidden)
+
+    def predict_frame(self, hidden, code0, noise, temperature, top_k, top_p):
+        arrays = [hidden.numpy().astype(self.act), code0.numpy().astype(np.int64), noise.numpy().astype(np.float32),
+                  temperature.numpy().astype(np.float32), top_k.numpy().astype(np.int64),
+                  top_p.numpy().astype(np.float32)]
+        codes, frame_embed = self._run("predictor", arrays)
+        return torch.from_numpy(codes), torch.from_numpy(frame_embed)
+
+    def codec_step(self, codes):
+        pcm, *self.codec_state = self._run("codec", [codes.numpy().astype(np.int64)] + self.codec_state)
+        return torch.from_numpy(pcm.astype(np.float32))

@@ -1,0 +1,124 @@
+"""TensorRT backend: the engines in builds/<gpu>/<model>/, run with torch-owned CUDA buffers.
+
+Kept thin on purpose: TensorRT calls only (deserialize, bind, set shapes, enqueue); buffers, KV
+slots and the codec state are torch tensors, laid out by the same contract the other backends
+use. The decode engine reads the live prefix of each KV slot (a zero-copy view, since slots are
+[1, L, H_kv, D]) and writes its new K/V straight into the slot at `position`: the output
+addresses point into the cache, so no copy follows. No GPU machine with TensorRT was available
+to this project's CI; see README "What was verified where".
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from ..config import ModelConfig
+from ..contract import ENGINES, EngineLimits, engine_specs
+from ..device_info import detect_gpu, tensorrt_version
+from ..errors import BackendUnavailableError
+from ..manifest import check_manifest, load_manifest
+from .base import Backend
+
+TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16, "int64": torch.int64}
+
+
+class _Engine:
+    """One deserialized engine and its execution context."""
+
+    def __init__(self, trt, runtime, path: Path, spec):
+        engine = runtime.deserialize_cuda_engine(path.read_bytes())
+        if engine is None:
+            raise BackendUnavailableError(f"TensorRT could not load {path} (built by another TensorRT or GPU?)")
+        self.engine, self.context, self.spec = engine, engine.create_execution_context(), spec
+
+    def run(self, inputs: dict[str, torch.Tensor], outputs: dict[str, torch.Tensor], stream: torch.cuda.Stream):
+        ctx = self.context
+        for name, t in inputs.items():
+            ctx.set_input_shape(name, tuple(t.shape))
+            ctx.set_tensor_address(name, t.data_ptr())
+        for name, t in outputs.items():
+            ctx.set_tensor_address(name, t.data_ptr())
+        if not ctx.execute_async_v3(stream.cuda_stream):
+            raise RuntimeError(f"TensorRT failed to run {self.spec.name}")
+
+
+class TensorRTBackend(Backend):
+    name = "tensorrt"
+
+    def __init__(self, config: ModelConfig, build_dir: str | Path):
+        version, why = tensorrt_version()
+        if version is None:
+            raise BackendUnavailableError(why)
+        gpu = detect_gpu()
+        manifest = load_manifest(build_dir)
+        limits = check_manifest(manifest, config, gpu=gpu, tensorrt=version, need_engines=True, where=str(build_dir))
+        super().__init__(config, limits)
+        import tensorrt as trt
+
+        self.device = torch.device("cuda")
+        self.stream = torch.cuda.Stream()
+        logger = trt.Logger(trt.Logger.WARNING)
+        runtime = trt.Runtime(logger)
+        self.specs = engine_specs(config, limits)
+        self.engines = {name: _Engine(trt, runtime, Path(build_dir) / manifest["engines"][name]["engine"], self.specs[name])
+                        for name in ENGINES}
+        t = config.talker
+        act = TORCH_DTYPES[self.specs["talker_decode"].input("inputs_embeds").dtype]
+        shape = (1, limits.max_context, t.num_kv_heads, t.head_dim)
+        self.keys = [torch.zeros(shape, dtype=act, device=self.device) for _ in range(t.num_layers)]
+        self.values = [torch.zeros(shape, dtype=act, device=self.device) for _ in range(t.num_layers)]
+        self.act = act
+        self.reset()
+
+    def _empty(self, spec, sizes):
+        return torch.empty([sizes[d] if isinstance(d, str) else d for d in spec.shape],
+                           dtype=TORCH_DTYPES[spec.dtype], device=self.device)
+
+    def reset(self) -> None:
+        self.codec_state = [self._empty(s, {"B": 1}).zero_() for s in self.specs["codec"].inputs[1:]]
+
+    def _talker(self, name, inputs, start, length):
+        spec = self.specs[name]
+        outputs = {"logits": self._empty(spec.outputs[0], {"B": 1}), "hidden": self._empty(spec.outputs[1], {"B": 1})}
+        for i, (k, v) in enumerate(zip(self.keys, self.values)):  # new K/V land in their slots directly
+            outputs[spec.outputs[2 + 2 * i].name] = k[:, start:start + length]
+            outputs[spec.outputs[3 + 2 * i].name] = v[:, start:start + length]
+        self.engines[name].run(inputs, outputs, self.stream)
+        self.stream.synchronize()
+        return outputs["logits"], outputs["hidden"]
+
+    def prefill(self, embeds):
+        x = embeds.to(self.device, self.act).contiguous()
+        return self._talker("talker_prefill", {"inputs_embeds": x}, 0, x.shape[1])
+
+    def decode(self, embeds, position):
+        inputs = {"inputs_embeds": embeds.to(self.device, self.act).contiguous(),
+                  "positions": torch.full((1,), position, dtype=torch.long, device=self.device)}
+        for i, (k, v) in enumerate(zip(self.keys, self.values)):  # the live prefix, no copy
+            inputs[f"past_key_{i}"], inputs[f"past_value_{i}"] = k[:, :position], v[:, :position]
+        return self._talker("talker_decode", inputs, position, 1)
+
+    def predict_frame(self, hidden, code0, noise, temperature, top_k, top_p):
+        spec = self.specs["predictor"]
+        values = (hidden.to(self.act), code0, noise, temperature, top_k, top_p)
+        inputs = {t.name: v.to(self.device, TORCH_DTYPES[t.dtype]).contiguous() for t, v in zip(spec.inputs, values)}
+        outputs = {t.name: self._empty(t, {"B": 1}) for t in spec.outputs}
+        self.engines["predictor"].run(inputs, outputs, self.stream)
+        self.stream.synchronize()
+        return outputs["codes"], outputs["frame_embed"]
+
+    def codec_step(self, codes):
+        spec = self.specs["codec"]
+        frames = codes.shape[-1]
+        inputs = {"codes": codes.to(self.device, torch.long).contiguous()}
+        inputs.update({t.name: s for t, s in zip(spec.inputs[1:], self.codec_state)})
+        outputs = {"pcm": torch.empty((1, frames * self.config.codec.samples_per_frame), dtype=torch.float32,
+                                      device=self.device)}
+        new_state = [torch.empty_like(s) for s in self.codec_state]
+        outputs.update({t.name: s for t, s in zip(spec.outputs[1:], new_state)})
+        self.engines["codec"].run(inputs, outputs, self.stream)
+        self.stream.synchronize()
+        self.codec_state = new_state
+        return outputs["pcm"]

@@ -1,0 +1,65 @@
+"""PyTorch backend: the same engine modules that are exported, run eagerly (CPU or GPU).
+
+KV slots are [1, L, H_kv, D] tensors; the decode module reads the live prefix [:, :position]
+and its new slice is written at `position`, exactly as an engine backend does.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..checkpoint import Networks
+from ..contract import EngineLimits
+from ..model.engines import PRECISION_DTYPES, build_engine_modules
+from .base import Backend
+
+
+class TorchBackend(Backend):
+    name = "torch"
+
+    def __init__(self, nets: Networks, limits: EngineLimits, device: str | torch.device = "cpu"):
+        super().__init__(nets.config, limits)
+        self.device = torch.device(device)
+        for m in (nets.talker, nets.predictor, nets.codec):
+            m.to(self.device)
+        self.modules = build_engine_modules(nets.talker, nets.predictor, nets.codec,
+                                            limits.precision, limits.codec_precision)
+        t = nets.config.talker
+        shape = (1, limits.max_context, t.num_kv_heads, t.head_dim)
+        dtype = PRECISION_DTYPES[limits.precision]
+        self.keys = [torch.zeros(shape, dtype=dtype, device=self.device) for _ in range(t.num_layers)]
+        self.values = [torch.zeros(shape, dtype=dtype, device=self.device) for _ in range(t.num_layers)]
+        self.codec = nets.codec
+        self.reset()
+
+    def reset(self) -> None:
+        self.codec_state = self.codec.init_state(1, self.device)
+
+    def _store(self, kv: tuple[torch.Tensor, ...], start: int) -> None:
+        for i, (k, v) in enumerate(zip(kv[0::2], kv[1::2])):
+            self.keys[i][:, start:start + k.shape[1]] = k
+            self.values[i][:, start:start + v.shape[1]] = v
+
+    @torch.inference_mode()
+    def prefill(self, embeds):
+        logits, hidden, *kv = self.modules["talker_prefill"](embeds.to(self.device, self.keys[0].dtype))
+        self._store(kv, 0)
+        return logits, hidden
+
+    @torch.inference_mode()
+    def decode(self, embeds, position):
+        past = [t[:, :position] for pair in zip(self.keys, self.values) for t in pair]
+        pos = torch.full((1,), position, dtype=torch.long, device=self.device)
+        logits, hidden, *kv = self.modules["talker_decode"](embeds.to(self.device, self.keys[0].dtype), pos, *past)
+        self._store(kv, position)
+        return logits, hidden
+
+    @torch.inference_mode()
+    def predict_frame(self, hidden, code0, noise, temperature, top_k, top_p):
+        args = [x.to(self.device) for x in (hidden, code0, noise, temperature, top_k, top_p)]
+        return self.modules["predictor"](*args)
+
+    @torch.inference_mode()
+    def codec_step(self, codes):
+        pcm, *self.codec_state = self.modules["codec"](codes.to(self.device), *self.codec_state)
+        return pcm.float()

@@ -1,0 +1,88 @@
+"""The frame loop over any backend: prefill, then per frame predictor -> yield -> talker step.
+
+Same counting as the reference loop (runtime/generate.py), which is the oracle it is tested
+against: `max_new_tokens` counts codebook-0 samples, the EOS frame is never yielded. Codebook 0
+is sampled on the host with the official rules; codebooks 1..15 are sampled inside the predictor
+engine from uniform noise drawn here from the request's seed, so every backend gives the same
+codes for the same seed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+import torch
+
+from .backends.base import Backend
+from .errors import PromptError
+from .prompt import Prompt
+from .sampling import CodeSampler, SamplingParams
+
+
+@dataclass
+class LoopResult:
+    frames: int
+    end_reason: str  # "eos" | "max_new_tokens" | "context"
+
+
+class FrameLoop:
+    def __init__(self, backend: Backend):
+        self.backend = backend
+        self.config = backend.config
+        self.last: LoopResult | None = None
+
+    def _predictor_controls(self, params: SamplingParams):
+        top_k_max = self.backend.limits.top_k_max
+        if params.subtalker_do_sample and not 0 < params.subtalker_top_k <= top_k_max:
+            raise ValueError(f"subtalker_top_k must be in 1..{top_k_max} (the engines' top-k width)")
+        temp = params.subtalker_temperature if params.subtalker_do_sample else 0.0
+        return (torch.tensor([temp], dtype=torch.float32),
+                torch.tensor([params.subtalker_top_k or top_k_max], dtype=torch.long),
+                torch.tensor([params.subtalker_top_p], dtype=torch.float32))
+
+    def frames(self, prompt: Prompt, params: SamplingParams) -> Iterator[torch.Tensor]:
+        """Yield frames [G] (int64, CPU) as they are made; sets `self.last` when the loop ends."""
+        b, cfg = self.backend, self.config
+        limits = b.limits
+        if params.max_new_tokens < 2:
+            raise ValueError("max_new_tokens must be at least 2")
+        s = prompt.length
+        needed = s + prompt.trailing.shape[1]
+        if s > limits.max_prompt or needed >= limits.max_context:
+            raise PromptError(f"text needs {needed} positions ({s} in the prompt); the engines hold "
+                              f"{limits.max_prompt} prompt and {limits.max_context} total positions: split the text")
+        budget = min(params.max_new_tokens, limits.max_context - s + 1)
+        end = "max_new_tokens" if budget == params.max_new_tokens else "context"
+        sampler = CodeSampler(params, cfg.ids, cfg.talker.vocab_size)
+        noise_gen = torch.Generator().manual_seed(params.seed if params.seed is not None else 0)
+        controls = self._predictor_controls(params)
+        groups = cfg.talker.num_code_groups - 1
+
+        b.reset()
+        logits, hidden = b.prefill(prompt.embeds)
+        history = torch.zeros((1, 0), dtype=torch.long)
+        c0 = sampler.talker(logits.cpu(), history, 0)
+        frames = 0
+        for step in range(budget - 1):
+            if int(c0) == cfg.ids.codec_eos:
+                end = "eos"
+                break
+            history = torch.cat([history, c0[:, None]], dim=1)
+            noise = torch.rand((1, groups, limits.top_k_max), generator=noise_gen)
+            codes, frame_embed = b.predict_frame(hidden, c0, noise, *controls)
+            frame = torch.cat([c0, codes[0].cpu()])
+            frames += 1
+            yield frame
+            x = frame_embed.float().cpu()[:, None] + prompt.text_input(step).float()
+            logits, hidden = b.decode(x, s + step)
+            c0 = sampler.talker(logits.cpu(), history, step + 1)
+        else:
+            if int(c0) == cfg.ids.codec_eos:
+                end = "eos"
+        self.last = LoopResult(frames, end)
+
+    def generate(self, prompt: Prompt, params: SamplingParams) -> torch.Tensor:
+        """All frames [F, G] at once."""
+        frames = list(self.frames(prompt, params))
+        return torch.stack(frames) if frames else torch.zeros((0, self.config.talker.num_code_groups), dtype=torch.long)
