@@ -2,9 +2,9 @@
 
 Same counting as the reference loop (runtime/generate.py), which is the oracle it is tested
 against: `max_new_tokens` counts codebook-0 samples, the EOS frame is never yielded. Codebook 0
-is sampled on the host with the official rules; codebooks 1..15 are sampled inside the predictor
-engine from uniform noise drawn here from the request's seed, so every backend gives the same
-codes for the same seed.
+is sampled on the host with the official rules (`HostSampler`); codebooks 1..15 are sampled
+inside the predictor engine from uniform noise drawn from the same seeded generator, so every
+backend gives the same codes for the same seed.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import torch
 from .backends.base import Backend
 from .errors import PromptError
 from .prompt import Prompt
-from .sampling import CodeSampler, SamplingParams
+from .sampling import HostSampler, SamplingParams
 
 
 @dataclass
@@ -54,31 +54,28 @@ class FrameLoop:
                               f"{limits.max_prompt} prompt and {limits.max_context} total positions: split the text")
         budget = min(params.max_new_tokens, limits.max_context - s + 1)
         end = "max_new_tokens" if budget == params.max_new_tokens else "context"
-        sampler = CodeSampler(params, cfg.ids, cfg.talker.vocab_size)
-        noise_gen = torch.Generator().manual_seed(params.seed if params.seed is not None else 0)
+        sampler = HostSampler(params, cfg.ids, cfg.talker.vocab_size)
         controls = self._predictor_controls(params)
-        groups = cfg.talker.num_code_groups - 1
+        noise_shape = (1, cfg.talker.num_code_groups - 1, limits.top_k_max)
+        eos = cfg.ids.codec_eos
 
-        b.reset()
-        logits, hidden = b.prefill(prompt.embeds)
-        history = torch.zeros((1, 0), dtype=torch.long)
-        c0 = sampler.talker(logits.cpu(), history, 0)
+        logits, hidden = b.prefill(prompt.embeds)  # KV slots need no reset: positions mask stale ones
+        c0 = sampler.talker(logits.cpu().numpy(), 0)
         frames = 0
         for step in range(budget - 1):
-            if int(c0) == cfg.ids.codec_eos:
+            if c0 == eos:
                 end = "eos"
                 break
-            history = torch.cat([history, c0[:, None]], dim=1)
-            noise = torch.rand((1, groups, limits.top_k_max), generator=noise_gen)
-            codes, frame_embed = b.predict_frame(hidden, c0, noise, *controls)
-            frame = torch.cat([c0, codes[0].cpu()])
+            code0 = torch.tensor([c0])
+            codes, frame_embed = b.predict_frame(hidden, code0, sampler.noise(noise_shape), *controls)
+            frame = torch.cat([code0, codes[0].cpu()])
             frames += 1
             yield frame
             x = frame_embed.float().cpu()[:, None] + prompt.text_input(step).float()
             logits, hidden = b.decode(x, s + step)
-            c0 = sampler.talker(logits.cpu(), history, step + 1)
+            c0 = sampler.talker(logits.cpu().numpy(), step + 1)
         else:
-            if int(c0) == cfg.ids.codec_eos:
+            if c0 == eos:
                 end = "eos"
         self.last = LoopResult(frames, end)
 

@@ -7,17 +7,47 @@ ever needs a gather over a few hundred ids per utterance, so it never enters an 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
+from .checkpoint import MAIN_WEIGHTS
+from .config import ModelConfig
+from .errors import CheckpointError
 from .model.predictor import Predictor
 from .model.talker import Talker
+
+# The only weights the host needs (official names under `talker.`); engines hold the rest.
+TALKER_TABLES = ("model.text_embedding.weight", "model.codec_embedding.weight", "text_projection.linear_fc1.weight",
+                 "text_projection.linear_fc1.bias", "text_projection.linear_fc2.weight", "text_projection.linear_fc2.bias")
 
 
 class Embedder:
     def __init__(self, talker: Talker, predictor: Predictor):
         self.talker = talker
         self.predictor = predictor
-        self.device = talker.codec_head.weight.device
+        self.device = talker.model.codec_embedding.weight.device
+
+    @classmethod
+    def from_checkpoint(cls, model_dir: str | Path, cfg: ModelConfig, device="cpu") -> "Embedder":
+        """Load just the embedding tables and the text projection (no transformer layers), for
+        backends whose engines hold the rest. Everything else stays on the meta device."""
+        from safetensors import SafetensorError, safe_open
+
+        path = Path(model_dir) / MAIN_WEIGHTS
+        groups = cfg.predictor.num_code_groups - 1
+        with torch.device("meta"):
+            talker, predictor = Talker(cfg.talker), Predictor(cfg.predictor)
+        try:
+            with safe_open(str(path), framework="pt", device=str(device)) as f:
+                talker_state = {k: f.get_tensor(f"talker.{k}").float() for k in TALKER_TABLES}
+                tables = torch.stack([f.get_tensor(f"talker.code_predictor.model.codec_embedding.{j}.weight").float()
+                                      for j in range(groups)])
+        except (SafetensorError, OSError, KeyError) as exc:
+            raise CheckpointError(f"cannot read the embedding tables from {path}: {exc}") from exc
+        talker.load_state_dict(talker_state, strict=False, assign=True)
+        predictor.model.load_state_dict({"codec_embedding": tables}, strict=False, assign=True)
+        return cls(talker, predictor)
 
     def _ids(self, ids) -> torch.Tensor:
         return torch.as_tensor(ids, dtype=torch.long, device=self.device).reshape(1, -1)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+import numpy as np
 import torch
 
 from .config import SamplingDefaults, TokenIds
@@ -123,3 +124,57 @@ def sample_with_noise(logits: torch.Tensor, noise: torch.Tensor, temperature: to
     drawn = torch.argmax(values + gumbel, dim=-1)
     pick = torch.where(temperature > 0, drawn, torch.zeros_like(drawn))
     return torch.gather(index, 1, pick[:, None])[:, 0]
+
+
+class HostSampler:
+    """Codebook-0 sampling for the streaming loop: the rules of `CodeSampler` on numpy, with a
+    Gumbel-max draw from the request's seeded generator (tens of microseconds a frame, where
+    torch.multinomial over 3072 logits alone costs about 200 us on a CPU core).
+
+    Greedy picks are identical to `CodeSampler` (same float32 arithmetic, same argmax); sampled
+    picks follow the same distribution but not the official random stream, which only the
+    reference loop reproduces. The same generator supplies the predictor's noise.
+    """
+
+    def __init__(self, params: SamplingParams, ids: TokenIds, codec_vocab: int):
+        self.p = params
+        self.eos = ids.codec_eos
+        self.suppress = np.zeros(codec_vocab, dtype=bool)
+        self.suppress[codec_vocab - 1024:] = True  # the official rule, as in CodeSampler
+        self.suppress[self.eos] = False
+        self.seen = np.zeros(codec_vocab, dtype=bool)
+        self.rng = np.random.default_rng(params.seed if params.seed is not None else 0)
+
+    def talker(self, logits: np.ndarray, step: int) -> int:
+        """logits [V] for frame `step` (0-based) -> codebook-0 id; remembers it for the penalty."""
+        p = self.p
+        scores = np.array(logits, dtype=np.float32).reshape(-1)
+        if p.repetition_penalty != 1.0 and self.seen.any():
+            seen = scores[self.seen]
+            scores[self.seen] = np.where(seen < 0, seen * p.repetition_penalty, seen / p.repetition_penalty)
+        if step < p.min_new_tokens:
+            scores[self.eos] = -np.inf
+        scores[self.suppress] = -np.inf
+        if not p.do_sample:
+            code = int(np.argmax(scores))
+        else:
+            scores /= np.float32(p.temperature)
+            k = min(p.top_k, scores.size) if p.top_k and p.top_k > 0 else scores.size
+            index = np.argpartition(-scores, k - 1)[:k]
+            index = index[np.argsort(-scores[index], kind="stable")]
+            values = scores[index]
+            if p.top_p < 1.0:
+                probs = np.exp(values - values[0])
+                probs /= probs.sum()
+                keep = (np.cumsum(probs) - probs) < p.top_p
+                keep[0] = True
+                index, values = index[keep], values[keep]
+            gumbel = -np.log(-np.log(self.rng.random(values.size) + 1e-20) + 1e-20)
+            code = int(index[np.argmax(values + gumbel)])
+        if code != self.eos:
+            self.seen[code] = True
+        return code
+
+    def noise(self, shape) -> torch.Tensor:
+        """Uniform noise for the predictor engine's in-graph sampling."""
+        return torch.from_numpy(self.rng.random(shape, dtype=np.float32))

@@ -39,3 +39,14 @@ def tiny_voice_design() -> Path:
 def real_custom_voice() -> Path:
     """The real 0.6B shapes, stored in bf16 like the released checkpoint."""
     return _checkpoint("0.6b", "custom_voice", dtype="bfloat16")
+
+
+@pytest.fixture(scope="session")
+def tiny_build(tiny_custom_voice, tmp_path_factory):
+    """build.sh's work on the tiny CustomVoice checkpoint: (build folder, manifest)."""
+    from export.build import build
+    from test_build_onnx import LIMITS
+
+    root = tmp_path_factory.mktemp("builds")
+    manifest = build(str(tiny_custom_voice), root, LIMITS, log=lambda *_: None)
+    return root / "cpu" / tiny_custom_voice.name, manifest

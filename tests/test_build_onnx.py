@@ -30,13 +30,6 @@ LIMITS = EngineLimits(max_context=256, max_prompt=128, max_chunk=10)
 TEXT = "Hello world, this is a streaming test of the voice runtime."
 
 
-@pytest.fixture(scope="session")
-def tiny_build(tiny_custom_voice, tmp_path_factory):
-    root = tmp_path_factory.mktemp("builds")
-    manifest = build_mod.build(str(tiny_custom_voice), root, LIMITS, log=lambda *_: None)
-    return root / "cpu" / tiny_custom_voice.name, manifest
-
-
 def test_build_writes_graphs_and_manifest(tiny_build, tiny_custom_voice):
     out, manifest = tiny_build
     assert load_manifest(out) == manifest

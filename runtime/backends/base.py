@@ -2,7 +2,8 @@
 
 Tensors cross it as torch tensors on the backend's `device`: embeddings [1, S, H], codebook-0
 logits [1, V] float32, hidden [1, H], codes int64. The backend owns the KV slots and the codec
-state of the stream it serves; `reset` starts a new utterance.
+state of the stream it serves. KV slots need no reset between prompts (a prefill overwrites
+positions 0..S-1 and masks the rest by position); `reset` starts a new audio stream.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ class Backend(ABC):
 
     @abstractmethod
     def reset(self) -> None:
-        """Forget the stream: KV positions back to 0, codec state back to silence."""
+        """Start a new audio stream: the codec state goes back to silence."""
 
     @abstractmethod
     def prefill(self, embeds: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

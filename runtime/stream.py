@@ -1,0 +1,336 @@
+"""`Synthesizer`: text + voice in, a stream of 24 kHz PCM chunks out, over any backend.
+
+- The first chunk leaves after one frame (80 ms of audio); later chunks follow a ramp (1, 2, 4,
+  8, 10 frames by default), all through the backend's stateful codec, so chunk edges are exact.
+- EOS guard: every segment has a frame cap from its text length (plus an absolute cap). A
+  generation that reaches it ends there, and the metrics say so (end_reason "frame_cap").
+- Text longer than one talker context is split at sentence boundaries. The pieces are generated
+  one after another into one audio stream: the codec state runs on across them.
+- Cancellation: `cancel()`, closing the iterator, or leaving an `async for` frees the synthesizer
+  within one frame; the next request starts clean.
+- Metrics per utterance: time to first chunk, frames, real-time factor, engine time, and host
+  overhead (time spent outside engine calls) per frame.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import AsyncIterator, Iterator
+
+import numpy as np
+import torch
+
+from .backends import open_backend
+from .backends.base import Backend
+from .checkpoint import resolve_checkpoint
+from .decode_loop import FrameLoop
+from .embed import Embedder
+from .errors import PromptError
+from .prompt import Prompt, PromptBuilder, Voice
+from .sampling import SamplingParams
+from .text import TextTokenizer
+from .text_split import split_text
+
+
+@dataclass(frozen=True)
+class StreamOptions:
+    chunk_ramp: tuple[int, ...] = (1, 2, 4, 8, 10)  # frames per chunk; the last size repeats
+    pcm16: bool = False  # int16 samples instead of float32
+    base_frames: int = 50  # EOS guard: 4 s of audio ...
+    frames_per_token: float = 10.0  # ... plus 0.8 s per text token (speech runs at ~3-5 frames a token)
+    max_frames: int = 4096  # absolute cap per segment (5.5 minutes)
+
+
+@dataclass
+class AudioChunk:
+    samples: np.ndarray  # float32 in [-1, 1], or int16
+    sample_rate: int
+    index: int
+    frames: int
+
+    @property
+    def seconds(self) -> float:
+        return len(self.samples) / self.sample_rate
+
+    def to_bytes(self) -> bytes:
+        return self.samples.tobytes()
+
+
+@dataclass
+class UtteranceMetrics:
+    backend: str
+    ttfc_ms: float | None
+    frames: int
+    audio_seconds: float
+    wall_seconds: float
+    engine_seconds: float
+    host_seconds: float
+    end_reason: str  # eos | frame_cap | max_new_tokens | context | cancelled
+    segments: int
+    chunks: int
+
+    @property
+    def ms_per_frame(self) -> float:
+        return 1000 * self.wall_seconds / max(self.frames, 1)
+
+    @property
+    def host_us_per_frame(self) -> float:
+        return 1e6 * self.host_seconds / max(self.frames, 1)
+
+    @property
+    def xrt(self) -> float:
+        return self.audio_seconds / max(self.wall_seconds, 1e-9)
+
+    def to_dict(self) -> dict:
+        return dict(asdict(self), ms_per_frame=self.ms_per_frame, host_us_per_frame=self.host_us_per_frame, xrt=self.xrt)
+
+
+class TimedBackend:
+    """Forwards to a backend and adds up the time spent inside its calls."""
+
+    def __init__(self, backend: Backend):
+        self.inner = backend
+        self.seconds = 0.0
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def _timed(self, fn, *args):
+        t0 = time.perf_counter()
+        try:
+            return fn(*args)
+        finally:
+            self.seconds += time.perf_counter() - t0
+
+    def reset(self):
+        return self._timed(self.inner.reset)
+
+    def prefill(self, *a):
+        return self._timed(self.inner.prefill, *a)
+
+    def decode(self, *a):
+        return self._timed(self.inner.decode, *a)
+
+    def predict_frame(self, *a):
+        return self._timed(self.inner.predict_frame, *a)
+
+    def codec_step(self, *a):
+        return self._timed(self.inner.codec_step, *a)
+
+
+class Synthesizer:
+    def __init__(self, backend: Backend, model_dir: str | Path, options: StreamOptions = StreamOptions(),
+                 embedder: Embedder | None = None):
+        self.config = backend.config
+        self.options = options
+        self.backend = TimedBackend(backend)
+        self.loop = FrameLoop(self.backend)
+        model_dir = resolve_checkpoint(model_dir)
+        self.embedder = embedder or Embedder.from_checkpoint(model_dir, self.config)
+        self.prompts = PromptBuilder(self.config, TextTokenizer(model_dir), self.embedder)
+        self.sample_rate = self.config.codec.sample_rate
+        self.last_metrics: UtteranceMetrics | None = None
+        self._lock = threading.Lock()
+        self._cancel = threading.Event()
+        self._current = None
+
+    @classmethod
+    def open(cls, checkpoint, build_dir: str | Path | None = None, backend: str = "auto", *,
+             options: StreamOptions = StreamOptions(), device=None) -> "Synthesizer":
+        return cls(open_backend(backend, checkpoint, build_dir, device=device), checkpoint, options)
+
+    @property
+    def backend_name(self) -> str:
+        return self.backend.inner.name
+
+    # -- requests -------------------------------------------------------------------------------
+    def default_params(self, **overrides) -> SamplingParams:
+        return SamplingParams.from_defaults(self.config.sampling, **overrides)
+
+    def cancel(self) -> None:
+        """Stop the utterance in progress at the next frame."""
+        self._cancel.set()
+
+    def prepare(self, text: str, voice: Voice = Voice(), params: SamplingParams | None = None) -> list[Prompt]:
+        """Validate the request and build one prompt per piece of text (errors surface here)."""
+        limits = self.backend.limits
+        max_frames = (params or self.default_params()).max_new_tokens - 1
+        if not isinstance(text, str) or not text.strip():
+            raise PromptError("text is empty: nothing to say")
+
+        def fits(piece: str) -> bool:
+            try:
+                p = self.prompts.build(piece, voice)
+            except PromptError:
+                return True  # not a length problem: let the full build below report it
+            # the text inputs and the frames the EOS guard allows must fit one context
+            needed = p.length + p.trailing.shape[1] + min(self._frame_cap(p), max_frames)
+            return p.length <= limits.max_prompt and needed < limits.max_context
+
+        prompts = [self.prompts.build(piece, voice) for piece in split_text(text, fits)]
+        for p in prompts:
+            if p.length > limits.max_prompt or p.length + p.trailing.shape[1] >= limits.max_context:
+                raise PromptError(f"the voice prompt alone needs {p.length} positions; the engines hold "
+                                  f"{limits.max_prompt}: shorten the instruct or reference, or rebuild with more")
+        return prompts
+
+    def stream(self, text: str, voice: Voice = Voice(), params: SamplingParams | None = None) -> Iterator[AudioChunk]:
+        """Chunks of audio as they are made. Validation errors are raised here, before streaming."""
+        t_request = time.perf_counter()
+        params = params or self.default_params()
+        prompts = self.prepare(text, voice, params)
+        previous = self._current
+        if previous is not None and previous.gi_frame is not None and not previous.gi_running:
+            previous.close()  # an abandoned stream still holds the synthesizer: end it
+        elif previous is not None and previous.gi_running:
+            self._cancel.set()  # running in another thread: it stops at its next frame
+        self._current = self._run(prompts, voice, params, t_request)
+        return self._current
+
+    def synthesize(self, text: str, voice: Voice = Voice(), params: SamplingParams | None = None) -> np.ndarray:
+        """The whole utterance as one array."""
+        chunks = [c.samples for c in self.stream(text, voice, params)]
+        return np.concatenate(chunks) if chunks else np.zeros(0, np.int16 if self.options.pcm16 else np.float32)
+
+    async def astream(self, text: str, voice: Voice = Voice(), params: SamplingParams | None = None
+                      ) -> AsyncIterator[AudioChunk]:
+        """The same stream for asyncio: generation runs in a worker thread, chunks arrive in order.
+        Leaving the loop early (or cancelling the task) cancels the generation."""
+        loop = asyncio.get_running_loop()
+        chunks = self.stream(text, voice, params)
+        queue: asyncio.Queue = asyncio.Queue()
+        done = object()
+
+        def work():
+            try:
+                for chunk in chunks:
+                    loop.call_soon_threadsafe(queue.put_nowait, chunk)
+            except BaseException as exc:  # delivered to the consumer
+                loop.call_soon_threadsafe(queue.put_nowait, exc)
+            finally:
+                loop.call_soon_threadsafe(queue.put_nowait, done)
+
+        worker = loop.run_in_executor(None, work)
+        finished = False
+        try:
+            while True:
+                item = await queue.get()
+                if item is done:
+                    finished = True
+                    break
+                if isinstance(item, BaseException):
+                    finished = True
+                    raise item
+                yield item
+        finally:
+            if not finished:
+                self._cancel.set()
+            await asyncio.shield(worker)
+
+    def warmup(self) -> None:
+        """Run every engine shape the stream uses, greedy and sampled, once, so the first real
+        request pays no first-call costs (allocations, kernel selection, lazy inits)."""
+        voice = self._warmup_voice()
+        for params in (SamplingParams.greedy(max_new_tokens=3), self.default_params(max_new_tokens=3, seed=0)):
+            for _ in self.stream("Warm up.", voice, params):
+                pass
+        sizes = sorted(set(self.options.chunk_ramp) | {self.backend.limits.max_chunk})
+        self.backend.reset()
+        for n in sizes:
+            self.backend.codec_step(torch.zeros((1, self.config.codec.num_quantizers, n), dtype=torch.long))
+        self.backend.reset()
+        self.last_metrics = None
+
+    def _warmup_voice(self) -> Voice:
+        if self.config.variant == "custom_voice":
+            return Voice(speaker=next(iter(self.config.speakers)))
+        if self.config.variant == "base":
+            return Voice(xvector=torch.zeros(self.config.talker.hidden_size))
+        return Voice()
+
+    # -- the stream -----------------------------------------------------------------------------
+    def _frame_cap(self, prompt: Prompt) -> int:
+        o = self.options
+        return max(2, min(o.max_frames, int(o.base_frames + o.frames_per_token * len(prompt.text_ids))))
+
+    def _chunk_size(self, index: int) -> int:
+        ramp = self.options.chunk_ramp
+        return min(ramp[min(index, len(ramp) - 1)], self.backend.limits.max_chunk)
+
+    def _encode(self, pcm: torch.Tensor) -> np.ndarray:
+        samples = pcm.detach().float().cpu().numpy().reshape(-1)
+        if self.options.pcm16:
+            return (np.clip(samples, -1.0, 1.0) * 32767.0).round().astype(np.int16)
+        return samples.astype(np.float32, copy=False)
+
+    def _run(self, prompts: list[Prompt], voice: Voice, params: SamplingParams, t_request: float):
+        with self._lock:
+            self._cancel.clear()
+            backend = self.backend
+            backend.seconds = 0.0
+            active, resumed = 0.0, time.perf_counter()
+            frames = chunks = 0
+            ttfc = None
+            end = "eos"
+            pending: list[torch.Tensor] = []
+            audio_samples = 0
+            try:
+                backend.reset()
+                if voice.ref_codes is not None:  # ICL: the reference is the codec's left context
+                    self._prime_codec(torch.as_tensor(voice.ref_codes, dtype=torch.long))
+                for prompt in prompts:
+                    cap = self._frame_cap(prompt)
+                    seg_params = replace(params, max_new_tokens=min(params.max_new_tokens, cap + 1))
+                    for frame in self.loop.frames(prompt, seg_params):
+                        frames += 1
+                        pending.append(frame)
+                        if self._cancel.is_set():
+                            end = "cancelled"
+                            break
+                        if len(pending) >= self._chunk_size(chunks):
+                            chunk = self._emit(pending, chunks)
+                            pending, chunks = [], chunks + 1
+                            audio_samples += len(chunk.samples)
+                            ttfc = ttfc if ttfc is not None else time.perf_counter() - t_request
+                            active += time.perf_counter() - resumed
+                            yield chunk
+                            resumed = time.perf_counter()
+                    if end == "cancelled":
+                        break
+                    seg_end = self.loop.last.end_reason
+                    if seg_end == "max_new_tokens" and cap + 1 < params.max_new_tokens:
+                        seg_end = "frame_cap"  # the EOS guard ended a runaway generation
+                    if seg_end != "eos":
+                        end = seg_end
+                if pending and end != "cancelled":
+                    chunk = self._emit(pending, chunks)
+                    chunks += 1
+                    audio_samples += len(chunk.samples)
+                    ttfc = ttfc if ttfc is not None else time.perf_counter() - t_request
+                    active += time.perf_counter() - resumed
+                    yield chunk
+                    resumed = time.perf_counter()
+            except GeneratorExit:
+                end = "cancelled"
+                raise
+            finally:
+                active += time.perf_counter() - resumed
+                self.last_metrics = UtteranceMetrics(
+                    backend=self.backend_name, ttfc_ms=None if ttfc is None else 1000 * ttfc, frames=frames,
+                    audio_seconds=audio_samples / self.sample_rate, wall_seconds=active,
+                    engine_seconds=backend.seconds, host_seconds=max(active - backend.seconds, 0.0),
+                    end_reason=end, segments=len(prompts), chunks=chunks)
+
+    def _emit(self, frames: list[torch.Tensor], index: int) -> AudioChunk:
+        codes = torch.stack(frames).T[None]  # [1, 16, n]
+        pcm = self.backend.codec_step(codes)
+        return AudioChunk(self._encode(pcm), self.sample_rate, index, len(frames))
+
+    def _prime_codec(self, ref_codes: torch.Tensor) -> None:
+        step = self.backend.limits.max_chunk
+        for i in range(0, ref_codes.shape[0], step):
+            self.backend.codec_step(ref_codes[i:i + step].T[None])
