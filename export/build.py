@@ -106,9 +106,10 @@ def _files(path: Path) -> list[Path]:
 def ort_parity(module: torch.nn.Module, spec, path: Path) -> float:
     """Max |ONNX Runtime - PyTorch| over every output, at two shape settings inside the profile."""
     import numpy as np
-    import onnxruntime as ort
 
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    from runtime.backends.onnx_backend import ort_session
+
+    sess = ort_session(path)
     worst = 0.0
     for sizes in (dict(B=1, S=7, P=9, T=1, frames=0), dict(B=1, S=2, P=3, T=4, frames=5)):
         args = onnx_graphs.example_inputs(spec, sizes)

@@ -61,17 +61,19 @@ class FrameLoop:
 
         logits, hidden = b.prefill(prompt.embeds)  # KV slots need no reset: positions mask stale ones
         c0 = sampler.talker(logits.cpu().numpy(), 0)
+        code0 = torch.zeros(1, dtype=torch.long)  # reused: backends copy their inputs
         frames = 0
         for step in range(budget - 1):
             if c0 == eos:
                 end = "eos"
                 break
-            code0 = torch.tensor([c0])
+            code0[0] = c0
             codes, frame_embed = b.predict_frame(hidden, code0, sampler.noise(noise_shape), *controls)
             frame = torch.cat([code0, codes[0].cpu()])
             frames += 1
             yield frame
-            x = frame_embed.float().cpu()[:, None] + prompt.text_input(step).float()
+            # the talker's next input: all 16 codebook embeddings plus this step's text input
+            x = frame_embed.to("cpu", torch.float32)[:, None] + prompt.text_input(step)
             logits, hidden = b.decode(x, s + step)
             c0 = sampler.talker(logits.cpu().numpy(), step + 1)
         else:

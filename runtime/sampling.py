@@ -139,24 +139,26 @@ class HostSampler:
     def __init__(self, params: SamplingParams, ids: TokenIds, codec_vocab: int):
         self.p = params
         self.eos = ids.codec_eos
-        self.suppress = np.zeros(codec_vocab, dtype=bool)
-        self.suppress[codec_vocab - 1024:] = True  # the official rule, as in CodeSampler
-        self.suppress[self.eos] = False
-        self.seen = np.zeros(codec_vocab, dtype=bool)
+        suppress = np.zeros(codec_vocab, dtype=bool)
+        suppress[codec_vocab - 1024:] = True  # the official rule, as in CodeSampler
+        suppress[self.eos] = False
+        # Work on the allowed ids only (audio codes + EOS): suppressed ids can never win.
+        self.allowed = np.flatnonzero(~suppress)
+        self.eos_slot = int(np.searchsorted(self.allowed, self.eos))
+        self.seen = np.zeros(self.allowed.size, dtype=bool)
         self.rng = np.random.default_rng(params.seed if params.seed is not None else 0)
 
     def talker(self, logits: np.ndarray, step: int) -> int:
         """logits [V] for frame `step` (0-based) -> codebook-0 id; remembers it for the penalty."""
         p = self.p
-        scores = np.array(logits, dtype=np.float32).reshape(-1)
-        if p.repetition_penalty != 1.0 and self.seen.any():
-            seen = scores[self.seen]
-            scores[self.seen] = np.where(seen < 0, seen * p.repetition_penalty, seen / p.repetition_penalty)
+        scores = np.asarray(logits, dtype=np.float32).reshape(-1)[self.allowed]  # a copy
+        if p.repetition_penalty != 1.0:
+            penalized = np.where(scores < 0, scores * p.repetition_penalty, scores / p.repetition_penalty)
+            scores = np.where(self.seen, penalized, scores)
         if step < p.min_new_tokens:
-            scores[self.eos] = -np.inf
-        scores[self.suppress] = -np.inf
+            scores[self.eos_slot] = -np.inf
         if not p.do_sample:
-            code = int(np.argmax(scores))
+            slot = int(np.argmax(scores))
         else:
             scores /= np.float32(p.temperature)
             k = min(p.top_k, scores.size) if p.top_k and p.top_k > 0 else scores.size
@@ -170,10 +172,10 @@ class HostSampler:
                 keep[0] = True
                 index, values = index[keep], values[keep]
             gumbel = -np.log(-np.log(self.rng.random(values.size) + 1e-20) + 1e-20)
-            code = int(index[np.argmax(values + gumbel)])
-        if code != self.eos:
-            self.seen[code] = True
-        return code
+            slot = int(index[np.argmax(values + gumbel)])
+        if slot != self.eos_slot:
+            self.seen[slot] = True
+        return int(self.allowed[slot])
 
     def noise(self, shape) -> torch.Tensor:
         """Uniform noise for the predictor engine's in-graph sampling."""

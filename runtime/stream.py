@@ -89,45 +89,12 @@ class UtteranceMetrics:
         return dict(asdict(self), ms_per_frame=self.ms_per_frame, host_us_per_frame=self.host_us_per_frame, xrt=self.xrt)
 
 
-class TimedBackend:
-    """Forwards to a backend and adds up the time spent inside its calls."""
-
-    def __init__(self, backend: Backend):
-        self.inner = backend
-        self.seconds = 0.0
-
-    def __getattr__(self, name):
-        return getattr(self.inner, name)
-
-    def _timed(self, fn, *args):
-        t0 = time.perf_counter()
-        try:
-            return fn(*args)
-        finally:
-            self.seconds += time.perf_counter() - t0
-
-    def reset(self):
-        return self._timed(self.inner.reset)
-
-    def prefill(self, *a):
-        return self._timed(self.inner.prefill, *a)
-
-    def decode(self, *a):
-        return self._timed(self.inner.decode, *a)
-
-    def predict_frame(self, *a):
-        return self._timed(self.inner.predict_frame, *a)
-
-    def codec_step(self, *a):
-        return self._timed(self.inner.codec_step, *a)
-
-
 class Synthesizer:
     def __init__(self, backend: Backend, model_dir: str | Path, options: StreamOptions = StreamOptions(),
                  embedder: Embedder | None = None):
         self.config = backend.config
         self.options = options
-        self.backend = TimedBackend(backend)
+        self.backend = backend
         self.loop = FrameLoop(self.backend)
         model_dir = resolve_checkpoint(model_dir)
         self.embedder = embedder or Embedder.from_checkpoint(model_dir, self.config)
@@ -145,7 +112,7 @@ class Synthesizer:
 
     @property
     def backend_name(self) -> str:
-        return self.backend.inner.name
+        return self.backend.name
 
     # -- requests -------------------------------------------------------------------------------
     def default_params(self, **overrides) -> SamplingParams:
@@ -271,7 +238,7 @@ class Synthesizer:
         with self._lock:
             self._cancel.clear()
             backend = self.backend
-            backend.seconds = 0.0
+            engine_start = backend.engine_seconds
             active, resumed = 0.0, time.perf_counter()
             frames = chunks = 0
             ttfc = None
@@ -322,7 +289,8 @@ class Synthesizer:
                 self.last_metrics = UtteranceMetrics(
                     backend=self.backend_name, ttfc_ms=None if ttfc is None else 1000 * ttfc, frames=frames,
                     audio_seconds=audio_samples / self.sample_rate, wall_seconds=active,
-                    engine_seconds=backend.seconds, host_seconds=max(active - backend.seconds, 0.0),
+                    engine_seconds=backend.engine_seconds - engine_start,
+                    host_seconds=max(active - (backend.engine_seconds - engine_start), 0.0),
                     end_reason=end, segments=len(prompts), chunks=chunks)
 
     def _emit(self, frames: list[torch.Tensor], index: int) -> AudioChunk:

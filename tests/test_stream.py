@@ -40,17 +40,17 @@ def torch_synth(tiny_build, tiny_custom_voice):
 def _codes_of(synth, text, voice, params):
     """Frames the synthesizer generated, captured at the codec (what it vocoded, in order)."""
     seen = []
-    inner = synth.backend.inner.codec_step
+    inner = synth.backend.codec_step
 
     def spy(codes):
         seen.append(codes[0].T.cpu())
         return inner(codes)
 
-    synth.backend.inner.codec_step = spy
+    synth.backend.codec_step = spy
     try:
         pcm = np.concatenate([c.samples for c in synth.stream(text, voice, params)])
     finally:
-        synth.backend.inner.codec_step = inner
+        synth.backend.codec_step = inner
     return torch.cat(seen), pcm
 
 

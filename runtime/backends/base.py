@@ -8,7 +8,9 @@ positions 0..S-1 and masks the rest by position); `reset` starts a new audio str
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
+from contextlib import contextmanager
 
 import torch
 
@@ -23,6 +25,16 @@ class Backend(ABC):
     def __init__(self, config: ModelConfig, limits: EngineLimits):
         self.config = config
         self.limits = limits
+        self.engine_seconds = 0.0  # time inside engine execution only (not this class's glue)
+
+    @contextmanager
+    def engine_time(self):
+        """Wrap exactly the engine run (and, on a GPU, the wait for it) to count engine time."""
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.engine_seconds += time.perf_counter() - t0
 
     @abstractmethod
     def reset(self) -> None:

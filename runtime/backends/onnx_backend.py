@@ -17,30 +17,52 @@ from ..contract import ENGINES, EngineLimits, engine_specs
 from ..errors import BackendUnavailableError, EngineMismatchError
 from .base import Backend
 
+import os
+
 NP_DTYPES = {"float32": np.float32, "float16": np.float16, "int64": np.int64}
+SPIN = os.environ.get("QWEN3_TTS_ORT_SPIN", "0") == "1"
+_POOL = {}
+
+
+def ort_session(path: str | Path, threads: int = 0, spin: bool = SPIN):
+    """A CPU session on the process-wide intra-op pool. Engines run one after another, so one
+    pool serves them all; separate pools (ORT's default) fight over the cores, and idle threads
+    that spin steal them from the host-side work between runs. Every session in a process must
+    then use the shared pool (ORT's rule), so all of the project's sessions are made here."""
+    import onnxruntime as ort
+
+    if "size" not in _POOL:  # ORT accepts this once per process
+        from onnxruntime.capi._pybind_state import set_global_thread_pool_sizes
+
+        set_global_thread_pool_sizes(threads or (os.cpu_count() or 1), 1)
+        _POOL["size"] = threads
+    opts = ort.SessionOptions()
+    opts.use_per_session_threads = False
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if not spin:
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
 class OnnxBackend(Backend):
     name = "onnx"
 
-    def __init__(self, config: ModelConfig, limits: EngineLimits, graph_dir: str | Path, threads: int = 0):
+    def __init__(self, config: ModelConfig, limits: EngineLimits, graph_dir: str | Path, threads: int = 0,
+                 spin: bool = SPIN):
         super().__init__(config, limits)
         try:
-            import onnxruntime as ort
+            import onnxruntime  # noqa: F401
         except ImportError as exc:
             raise BackendUnavailableError("onnxruntime is not installed: pip install 'qwen3-tts-trt[onnx]'") from exc
         if limits.precision == "bf16" or limits.codec_precision == "bf16":
             raise BackendUnavailableError("ONNX Runtime has no CPU kernels for bf16 graphs; build fp32 or fp16")
         self.specs = engine_specs(config, limits)
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.sessions = {}
         for name in ENGINES:
             path = Path(graph_dir) / f"{name}.onnx"
             if not path.is_file():
                 raise EngineMismatchError(f"missing graph {path}: run build.sh for this model first")
-            self.sessions[name] = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+            self.sessions[name] = ort_session(path, threads, spin)
             got = [i.name for i in self.sessions[name].get_inputs()]
             if got != self.specs[name].input_names:
                 raise EngineMismatchError(f"{path} inputs {got[:4]}... do not match the engine contract")
@@ -58,7 +80,8 @@ class OnnxBackend(Backend):
 
     def _run(self, name: str, arrays: list[np.ndarray]) -> list[np.ndarray]:
         feeds = dict(zip(self.specs[name].input_names, arrays))
-        return self.sessions[name].run(None, feeds)
+        with self.engine_time():
+            return self.sessions[name].run(None, feeds)
 
     def _store(self, kv: list[np.ndarray], start: int) -> None:
         for i, (k, v) in enumerate(zip(kv[0::2], kv[1::2])):

@@ -42,6 +42,7 @@ class _Engine:
             ctx.set_tensor_address(name, t.data_ptr())
         if not ctx.execute_async_v3(stream.cuda_stream):
             raise RuntimeError(f"TensorRT failed to run {self.spec.name}")
+        stream.synchronize()
 
 
 class TensorRTBackend(Backend):
@@ -85,8 +86,8 @@ class TensorRTBackend(Backend):
         for i, (k, v) in enumerate(zip(self.keys, self.values)):  # new K/V land in their slots directly
             outputs[spec.outputs[2 + 2 * i].name] = k[:, start:start + length]
             outputs[spec.outputs[3 + 2 * i].name] = v[:, start:start + length]
-        self.engines[name].run(inputs, outputs, self.stream)
-        self.stream.synchronize()
+        with self.engine_time():
+            self.engines[name].run(inputs, outputs, self.stream)
         return outputs["logits"], outputs["hidden"]
 
     def prefill(self, embeds):
@@ -105,8 +106,8 @@ class TensorRTBackend(Backend):
         values = (hidden.to(self.act), code0, noise, temperature, top_k, top_p)
         inputs = {t.name: v.to(self.device, TORCH_DTYPES[t.dtype]).contiguous() for t, v in zip(spec.inputs, values)}
         outputs = {t.name: self._empty(t, {"B": 1}) for t in spec.outputs}
-        self.engines["predictor"].run(inputs, outputs, self.stream)
-        self.stream.synchronize()
+        with self.engine_time():
+            self.engines["predictor"].run(inputs, outputs, self.stream)
         return outputs["codes"], outputs["frame_embed"]
 
     def codec_step(self, codes):
@@ -118,7 +119,7 @@ class TensorRTBackend(Backend):
                                       device=self.device)}
         new_state = [torch.empty_like(s) for s in self.codec_state]
         outputs.update({t.name: s for t, s in zip(spec.outputs[1:], new_state)})
-        self.engines["codec"].run(inputs, outputs, self.stream)
-        self.stream.synchronize()
+        with self.engine_time():
+            self.engines["codec"].run(inputs, outputs, self.stream)
         self.codec_state = new_state
         return outputs["pcm"]

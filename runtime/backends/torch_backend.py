@@ -42,7 +42,9 @@ class TorchBackend(Backend):
 
     @torch.inference_mode()
     def prefill(self, embeds):
-        logits, hidden, *kv = self.modules["talker_prefill"](embeds.to(self.device, self.keys[0].dtype))
+        x = embeds.to(self.device, self.keys[0].dtype)
+        with self.engine_time():
+            logits, hidden, *kv = self._sync(self.modules["talker_prefill"](x))
         self._store(kv, 0)
         return logits, hidden
 
@@ -50,16 +52,26 @@ class TorchBackend(Backend):
     def decode(self, embeds, position):
         past = [t[:, :position] for pair in zip(self.keys, self.values) for t in pair]
         pos = torch.full((1,), position, dtype=torch.long, device=self.device)
-        logits, hidden, *kv = self.modules["talker_decode"](embeds.to(self.device, self.keys[0].dtype), pos, *past)
+        x = embeds.to(self.device, self.keys[0].dtype)
+        with self.engine_time():
+            logits, hidden, *kv = self._sync(self.modules["talker_decode"](x, pos, *past))
         self._store(kv, position)
         return logits, hidden
 
     @torch.inference_mode()
     def predict_frame(self, hidden, code0, noise, temperature, top_k, top_p):
         args = [x.to(self.device) for x in (hidden, code0, noise, temperature, top_k, top_p)]
-        return self.modules["predictor"](*args)
+        with self.engine_time():
+            return self._sync(self.modules["predictor"](*args))
 
     @torch.inference_mode()
     def codec_step(self, codes):
-        pcm, *self.codec_state = self.modules["codec"](codes.to(self.device), *self.codec_state)
+        codes = codes.to(self.device)
+        with self.engine_time():
+            pcm, *self.codec_state = self._sync(self.modules["codec"](codes, *self.codec_state))
         return pcm.float()
+
+    def _sync(self, outputs):
+        if self.device.type == "cuda":  # count the GPU work, not just its launch
+            torch.cuda.synchronize(self.device)
+        return outputs
