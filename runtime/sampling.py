@@ -9,7 +9,7 @@ numbers exactly as the official generate loop does.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import torch
@@ -18,24 +18,14 @@ from .config import SamplingDefaults, TokenIds
 
 
 @dataclass(frozen=True)
-class SamplingParams:
-    do_sample: bool = True
-    temperature: float = 0.9
-    top_k: int = 50
-    top_p: float = 1.0
-    repetition_penalty: float = 1.05
-    subtalker_do_sample: bool = True
-    subtalker_temperature: float = 0.9
-    subtalker_top_k: int = 50
-    subtalker_top_p: float = 1.0
-    max_new_tokens: int = 2048
-    min_new_tokens: int = 2
+class SamplingParams(SamplingDefaults):
+    """A request's sampling settings: the checkpoint's defaults (same fields) plus a seed."""
+
     seed: int | None = None
 
     @classmethod
     def from_defaults(cls, d: SamplingDefaults, **overrides) -> "SamplingParams":
-        base = cls(**{k: getattr(d, k) for k in cls.__dataclass_fields__ if hasattr(d, k)})
-        return replace(base, **overrides)
+        return replace(cls(**asdict(d)), **overrides)
 
     @classmethod
     def greedy(cls, **overrides) -> "SamplingParams":

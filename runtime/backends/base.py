@@ -58,5 +58,5 @@ class Backend(ABC):
     def codec_step(self, codes: torch.Tensor) -> torch.Tensor:
         """codes [1, 16, T] -> PCM [1, T * samples_per_frame] float32, continuing the stream."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027  (optional hook: most backends free by refcount)
         """Release engines and buffers."""

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from ..config import ModelConfig
-from ..contract import ENGINES, EngineLimits, engine_specs
+from ..contract import ENGINES, engine_specs
 from ..device_info import detect_gpu, tensorrt_version
 from ..errors import BackendUnavailableError
 from ..manifest import check_manifest, load_manifest
@@ -27,7 +27,7 @@ TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": 
 class _Engine:
     """One deserialized engine and its execution context."""
 
-    def __init__(self, trt, runtime, path: Path, spec):
+    def __init__(self, runtime, path: Path, spec):
         engine = runtime.deserialize_cuda_engine(path.read_bytes())
         if engine is None:
             raise BackendUnavailableError(f"TensorRT could not load {path} (built by another TensorRT or GPU?)")
@@ -63,7 +63,7 @@ class TensorRTBackend(Backend):
         logger = trt.Logger(trt.Logger.WARNING)
         runtime = trt.Runtime(logger)
         self.specs = engine_specs(config, limits)
-        self.engines = {name: _Engine(trt, runtime, Path(build_dir) / manifest["engines"][name]["engine"], self.specs[name])
+        self.engines = {name: _Engine(runtime, Path(build_dir) / manifest["engines"][name]["engine"], self.specs[name])
                         for name in ENGINES}
         t = config.talker
         act = TORCH_DTYPES[self.specs["talker_decode"].input("inputs_embeds").dtype]

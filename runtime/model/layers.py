@@ -157,6 +157,15 @@ class DecoderLayer(nn.Module):
         return x + (self.mlp_layer_scale(h) if self.mlp_layer_scale is not None else h)
 
 
+def decoder_layers(cfg) -> nn.ModuleList:
+    """The Qwen3 decoder stack shared by talker and predictor (QK-norm, no layer scale)."""
+    return nn.ModuleList(
+        DecoderLayer(cfg.hidden_size, cfg.intermediate_size, cfg.num_heads, cfg.num_kv_heads,
+                     cfg.head_dim, cfg.rms_norm_eps, qk_norm=True)
+        for _ in range(cfg.num_layers)
+    )
+
+
 class KVCache:
     """Static per-layer key/value slots [B, L, H_kv, D]; row b writes at its own positions.
 

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import PredictorConfig
-from .layers import ConcatKV, DecoderLayer, KVCache, RMSNorm, attention_mask, rope_tables
+from .layers import ConcatKV, KVCache, RMSNorm, attention_mask, decoder_layers, rope_tables
 
 
 class PredictorBody(nn.Module):
@@ -23,11 +23,7 @@ class PredictorBody(nn.Module):
         groups = cfg.num_code_groups - 1
         # Table j embeds codebook j+1 at the talker's width.
         self.codec_embedding = nn.Parameter(torch.zeros(groups, cfg.vocab_size, cfg.talker_hidden_size))
-        self.layers = nn.ModuleList(
-            DecoderLayer(cfg.hidden_size, cfg.intermediate_size, cfg.num_heads, cfg.num_kv_heads,
-                         cfg.head_dim, cfg.rms_norm_eps, qk_norm=True)
-            for _ in range(cfg.num_layers)
-        )
+        self.layers = decoder_layers(cfg)
         self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
 
 

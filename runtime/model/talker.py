@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import TalkerConfig
-from .layers import ConcatKV, DecoderLayer, KVCache, RMSNorm, attention_mask, rope_tables
+from .layers import ConcatKV, KVCache, RMSNorm, attention_mask, decoder_layers, rope_tables
 
 
 class TextProjection(nn.Module):
@@ -32,11 +32,7 @@ class TalkerBody(nn.Module):
         super().__init__()
         self.codec_embedding = nn.Embedding(cfg.vocab_size, cfg.hidden_size)
         self.text_embedding = nn.Embedding(cfg.text_vocab_size, cfg.text_hidden_size)
-        self.layers = nn.ModuleList(
-            DecoderLayer(cfg.hidden_size, cfg.intermediate_size, cfg.num_heads, cfg.num_kv_heads,
-                         cfg.head_dim, cfg.rms_norm_eps, qk_norm=True)
-            for _ in range(cfg.num_layers)
-        )
+        self.layers = decoder_layers(cfg)
         self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
 
 
