@@ -129,16 +129,18 @@ class Synthesizer:
         if not isinstance(text, str) or not text.strip():
             raise PromptError("text is empty: nothing to say")
 
+        built: dict[str, Prompt] = {}  # the usual single piece is built once, not twice
+
         def fits(piece: str) -> bool:
             try:
-                p = self.prompts.build(piece, voice)
+                p = built[piece] = self.prompts.build(piece, voice)
             except PromptError:
                 return True  # not a length problem: let the full build below report it
             # the text inputs and the frames the EOS guard allows must fit one context
             needed = p.length + p.trailing.shape[1] + min(self._frame_cap(p), max_frames)
             return p.length <= limits.max_prompt and needed < limits.max_context
 
-        prompts = [self.prompts.build(piece, voice) for piece in split_text(text, fits)]
+        prompts = [built.get(piece) or self.prompts.build(piece, voice) for piece in split_text(text, fits)]
         for p in prompts:
             if p.length > limits.max_prompt or p.length + p.trailing.shape[1] >= limits.max_context:
                 raise PromptError(f"the voice prompt alone needs {p.length} positions; the engines hold "
