@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 import time
 from dataclasses import asdict, dataclass, replace
@@ -236,64 +237,59 @@ class Synthesizer:
             return (np.clip(samples, -1.0, 1.0) * 32767.0).round().astype(np.int16)
         return samples.astype(np.float32, copy=False)
 
+    def _segment_frames(self, prompts: list[Prompt], params: SamplingParams, outcome: dict):
+        """Frames of every piece of text in turn; `outcome["end"]` records the last non-EOS ending."""
+        for prompt in prompts:
+            cap = self._frame_cap(prompt)
+            yield from self.loop.frames(prompt, replace(params, max_new_tokens=min(params.max_new_tokens, cap + 1)))
+            seg_end = self.loop.last.end_reason
+            if seg_end == "max_new_tokens" and cap + 1 < params.max_new_tokens:
+                seg_end = "frame_cap"  # the EOS guard ended a runaway generation
+            if seg_end != "eos":
+                outcome["end"] = seg_end
+
     def _run(self, prompts: list[Prompt], voice: Voice, params: SamplingParams, t_request: float):
         with self._lock:
             self._cancel.clear()
             backend = self.backend
             engine_start = backend.engine_seconds
             active, resumed = 0.0, time.perf_counter()
-            frames = chunks = 0
+            frames = chunks = audio_samples = 0
             ttfc = None
-            end = "eos"
+            outcome = {"end": "eos"}
             pending: list[torch.Tensor] = []
-            audio_samples = 0
+            source = self._segment_frames(prompts, params, outcome)
             try:
                 backend.reset()
                 if voice.ref_codes is not None:  # ICL: the reference is the codec's left context
                     self._prime_codec(torch.as_tensor(voice.ref_codes, dtype=torch.long))
-                for prompt in prompts:
-                    cap = self._frame_cap(prompt)
-                    seg_params = replace(params, max_new_tokens=min(params.max_new_tokens, cap + 1))
-                    for frame in self.loop.frames(prompt, seg_params):
+                for frame in itertools.chain(source, [None]):  # None: the end, flush what is pending
+                    if frame is not None:
                         frames += 1
                         pending.append(frame)
                         if self._cancel.is_set():
-                            end = "cancelled"
+                            outcome["end"] = "cancelled"
                             break
-                        if len(pending) >= self._chunk_size(chunks):
-                            chunk = self._emit(pending, chunks)
-                            pending, chunks = [], chunks + 1
-                            audio_samples += len(chunk.samples)
-                            ttfc = ttfc if ttfc is not None else time.perf_counter() - t_request
-                            active += time.perf_counter() - resumed
-                            yield chunk
-                            resumed = time.perf_counter()
-                    if end == "cancelled":
-                        break
-                    seg_end = self.loop.last.end_reason
-                    if seg_end == "max_new_tokens" and cap + 1 < params.max_new_tokens:
-                        seg_end = "frame_cap"  # the EOS guard ended a runaway generation
-                    if seg_end != "eos":
-                        end = seg_end
-                if pending and end != "cancelled":
-                    chunk = self._emit(pending, chunks)
-                    chunks += 1
-                    audio_samples += len(chunk.samples)
-                    ttfc = ttfc if ttfc is not None else time.perf_counter() - t_request
-                    active += time.perf_counter() - resumed
-                    yield chunk
-                    resumed = time.perf_counter()
+                    if pending and (frame is None or len(pending) >= self._chunk_size(chunks)):
+                        chunk = self._emit(pending, chunks)
+                        pending, chunks = [], chunks + 1
+                        audio_samples += len(chunk.samples)
+                        ttfc = ttfc if ttfc is not None else time.perf_counter() - t_request
+                        active += time.perf_counter() - resumed
+                        yield chunk
+                        resumed = time.perf_counter()
             except GeneratorExit:
-                end = "cancelled"
+                outcome["end"] = "cancelled"
                 raise
             finally:
+                source.close()
                 active += time.perf_counter() - resumed
+                engine = backend.engine_seconds - engine_start
                 self.last_metrics = UtteranceMetrics(
                     backend=self.backend_name, ttfc_ms=None if ttfc is None else 1000 * ttfc, frames=frames,
-                    audio_seconds=audio_samples / self.sample_rate, wall_seconds=active,
-                    engine_seconds=backend.engine_seconds - engine_start,
-                    host_seconds=max(active - (backend.engine_seconds - engine_start), 0.0),
-                    end_reason=end, segments=len(prompts), chunks=chunks)
+                    audio_seconds=audio_samples / self.sample_rate, wall_seconds=active, engine_seconds=engine,
+                    host_seconds=max(active - engine, 0.0), end_reason=outcome["end"], segments=len(prompts),
+                    chunks=chunks)
 
     def _emit(self, frames: list[torch.Tensor], index: int) -> AudioChunk:
         codes = torch.stack(frames).T[None]  # [1, 16, n]
