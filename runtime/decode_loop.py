@@ -45,15 +45,10 @@ class FrameLoop:
         """Yield frames [G] (int64, CPU) as they are made; sets `self.last` when the loop ends."""
         b, cfg = self.backend, self.config
         limits = b.limits
-        if params.max_new_tokens < 2:
-            raise ValueError("max_new_tokens must be at least 2")
         s = prompt.length
-        needed = s + prompt.trailing.shape[1]
-        if s > limits.max_prompt or needed >= limits.max_context:
-            raise PromptError(f"text needs {needed} positions ({s} in the prompt); the engines hold "
-                              f"{limits.max_prompt} prompt and {limits.max_context} total positions: split the text")
-        budget = min(params.max_new_tokens, limits.max_context - s + 1)
-        end = "max_new_tokens" if budget == params.max_new_tokens else "context"
+        if s > limits.max_prompt:
+            raise PromptError(f"the prompt has {s} positions; the prefill engine takes {limits.max_prompt}")
+        budget, end = prompt.frame_budget(params.max_new_tokens, limits.max_context)
         sampler = HostSampler(params, cfg.ids, cfg.talker.vocab_size)
         controls = self._predictor_controls(params)
         noise_shape = (1, cfg.talker.num_code_groups - 1, limits.top_k_max)

@@ -17,7 +17,6 @@ import torch
 
 from .checkpoint import Networks
 from .embed import Embedder
-from .errors import PromptError
 from .prompt import Prompt
 from .sampling import CodeSampler, SamplingParams
 
@@ -41,16 +40,8 @@ class ReferenceGenerator:
     def frames(self, prompt: Prompt, params: SamplingParams) -> Iterator[torch.Tensor]:
         """Yield frames [G] (codebooks 0..G-1) one at a time; sets `self.last` when done."""
         talker, predictor, cfg = self.nets.talker, self.nets.predictor, self.nets.config
-        if params.max_new_tokens < 2:
-            raise ValueError("max_new_tokens must be at least 2")
+        budget, capped_by = prompt.frame_budget(params.max_new_tokens, self.max_context)
         s = prompt.length
-        needed = s + prompt.trailing.shape[1]  # every queued text input takes one decode position
-        if needed >= self.max_context:
-            raise PromptError(f"text needs {needed} positions before audio can follow; the context holds "
-                              f"{self.max_context}: split it or raise max_context")
-        # Each frame's input takes one more cache position; the context may cut before the cap.
-        budget = min(params.max_new_tokens, self.max_context - s + 1)
-        capped_by = "max_new_tokens" if budget == params.max_new_tokens else "context"
         sampler = CodeSampler(params, cfg.ids, cfg.talker.vocab_size, device=prompt.embeds.device)
         cache = talker.new_cache(1, self.max_context)
         positions = torch.arange(s, device=prompt.embeds.device)[None]

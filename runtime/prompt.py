@@ -53,6 +53,25 @@ class Prompt:
     def length(self) -> int:
         return self.embeds.shape[1]
 
+    @property
+    def text_positions(self) -> int:
+        """Positions the prompt and its queued text inputs take (one decode step per queued input)."""
+        return self.length + self.trailing.shape[1]
+
+    def frame_budget(self, max_new_tokens: int, max_context: int) -> tuple[int, str]:
+        """(codebook-0 samples this prompt may draw, what caps them: "max_new_tokens" or "context").
+
+        Official counting: max_new_tokens counts samples, so at most max_new_tokens - 1 frames;
+        each frame's input takes one more cache position, so the context may cut first.
+        """
+        if max_new_tokens < 2:
+            raise ValueError("max_new_tokens must be at least 2")
+        if self.text_positions >= max_context:
+            raise PromptError(f"text needs {self.text_positions} positions before audio can follow; the context "
+                              f"holds {max_context}: split it or raise the context")
+        budget = min(max_new_tokens, max_context - self.length + 1)
+        return budget, "max_new_tokens" if budget == max_new_tokens else "context"
+
     def text_input(self, step: int) -> torch.Tensor:
         """[1, 1, H] text-track vector for decode step `step`."""
         return self.trailing[:, step:step + 1] if step < self.trailing.shape[1] else self.pad

@@ -138,12 +138,12 @@ class Synthesizer:
             except PromptError:
                 return True  # not a length problem: let the full build below report it
             # the text inputs and the frames the EOS guard allows must fit one context
-            needed = p.length + p.trailing.shape[1] + min(self._frame_cap(p), max_frames)
+            needed = p.text_positions + min(self._frame_cap(p), max_frames)
             return p.length <= limits.max_prompt and needed < limits.max_context
 
         prompts = [built.get(piece) or self.prompts.build(piece, voice) for piece in split_text(text, fits)]
         for p in prompts:
-            if p.length > limits.max_prompt or p.length + p.trailing.shape[1] >= limits.max_context:
+            if p.length > limits.max_prompt or p.text_positions >= limits.max_context:
                 raise PromptError(f"the voice prompt alone needs {p.length} positions; the engines hold "
                                   f"{limits.max_prompt}: shorten the instruct or reference, or rebuild with more")
         return prompts
