@@ -18,6 +18,27 @@ from ..config import ModelConfig
 from ..contract import EngineLimits
 
 
+class KVSlots:
+    """A stream's K/V slots: per layer, K and V of shape [1, L, H_kv, D] (torch tensors or numpy
+    arrays alike), listed in the contract's interleaved order (key_0, value_0, key_1, ...)."""
+
+    def __init__(self, make, num_layers: int):
+        self.tensors = [make() for _ in range(2 * num_layers)]
+
+    @property
+    def dtype(self):
+        return self.tensors[0].dtype
+
+    def views(self, start: int, stop: int) -> list:
+        """Positions start..stop-1 of every slot: contiguous views, no copy (batch 1)."""
+        return [t[:, start:stop] for t in self.tensors]
+
+    def store(self, kv, start: int) -> None:
+        """Write new entries (contract order) at position `start`."""
+        for slot, new in zip(self.views(start, start + kv[0].shape[1]), kv):
+            slot[...] = new
+
+
 class Backend(ABC):
     name: str = "abstract"
     device: torch.device = torch.device("cpu")

@@ -15,7 +15,7 @@ import torch
 from ..config import ModelConfig
 from ..contract import ENGINES, EngineLimits, engine_specs
 from ..errors import BackendUnavailableError, EngineMismatchError
-from .base import Backend
+from .base import Backend, KVSlots
 
 import os
 
@@ -69,8 +69,7 @@ class OnnxBackend(Backend):
         t = config.talker
         act = NP_DTYPES[self.specs["talker_decode"].input("inputs_embeds").dtype]
         shape = (1, limits.max_context, t.num_kv_heads, t.head_dim)
-        self.keys = [np.zeros(shape, act) for _ in range(t.num_layers)]
-        self.values = [np.zeros(shape, act) for _ in range(t.num_layers)]
+        self.kv = KVSlots(lambda: np.zeros(shape, act), t.num_layers)
         self.act = act
         self.reset()
 
@@ -83,21 +82,16 @@ class OnnxBackend(Backend):
         with self.engine_time():
             return self.sessions[name].run(None, feeds)
 
-    def _store(self, kv: list[np.ndarray], start: int) -> None:
-        for i, (k, v) in enumerate(zip(kv[0::2], kv[1::2])):
-            self.keys[i][:, start:start + k.shape[1]] = k
-            self.values[i][:, start:start + v.shape[1]] = v
-
     def prefill(self, embeds):
         logits, hidden, *kv = self._run("talker_prefill", [embeds.numpy().astype(self.act)])
-        self._store(kv, 0)
+        self.kv.store(kv, 0)
         return torch.from_numpy(logits), torch.from_numpy(hidden)
 
     def decode(self, embeds, position):
-        past = [t[:, :position] for pair in zip(self.keys, self.values) for t in pair]
+        past = self.kv.views(0, position)
         pos = np.full((1,), position, np.int64)
         logits, hidden, *kv = self._run("talker_decode", [embeds.numpy().astype(self.act), pos] + past)
-        self._store(kv, position)
+        self.kv.store(kv, position)
         return torch.from_numpy(logits), torch.from_numpy(hidden)
 
     def predict_frame(self, hidden, code0, noise, temperature, top_k, top_p):

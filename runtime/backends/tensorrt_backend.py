@@ -19,7 +19,7 @@ from ..contract import ENGINES, engine_specs
 from ..device_info import detect_gpu, tensorrt_version
 from ..errors import BackendUnavailableError
 from ..manifest import check_manifest, load_manifest
-from .base import Backend
+from .base import Backend, KVSlots
 
 TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16, "int64": torch.int64}
 
@@ -68,8 +68,7 @@ class TensorRTBackend(Backend):
         t = config.talker
         act = TORCH_DTYPES[self.specs["talker_decode"].input("inputs_embeds").dtype]
         shape = (1, limits.max_context, t.num_kv_heads, t.head_dim)
-        self.keys = [torch.zeros(shape, dtype=act, device=self.device) for _ in range(t.num_layers)]
-        self.values = [torch.zeros(shape, dtype=act, device=self.device) for _ in range(t.num_layers)]
+        self.kv = KVSlots(lambda: torch.zeros(shape, dtype=act, device=self.device), t.num_layers)
         self.act = act
         self.reset()
 
@@ -83,9 +82,8 @@ class TensorRTBackend(Backend):
     def _talker(self, name, inputs, start, length):
         spec = self.specs[name]
         outputs = {"logits": self._empty(spec.outputs[0], {"B": 1}), "hidden": self._empty(spec.outputs[1], {"B": 1})}
-        for i, (k, v) in enumerate(zip(self.keys, self.values)):  # new K/V land in their slots directly
-            outputs[spec.outputs[2 + 2 * i].name] = k[:, start:start + length]
-            outputs[spec.outputs[3 + 2 * i].name] = v[:, start:start + length]
+        # new K/V land in their slots directly
+        outputs.update(zip(spec.output_names[2:], self.kv.views(start, start + length)))
         with self.engine_time():
             self.engines[name].run(inputs, outputs, self.stream)
         return outputs["logits"], outputs["hidden"]
@@ -97,8 +95,8 @@ class TensorRTBackend(Backend):
     def decode(self, embeds, position):
         inputs = {"inputs_embeds": embeds.to(self.device, self.act).contiguous(),
                   "positions": torch.full((1,), position, dtype=torch.long, device=self.device)}
-        for i, (k, v) in enumerate(zip(self.keys, self.values)):  # the live prefix, no copy
-            inputs[f"past_key_{i}"], inputs[f"past_value_{i}"] = k[:, :position], v[:, :position]
+        # the live prefix, no copy
+        inputs.update(zip(self.specs["talker_decode"].input_names[2:], self.kv.views(0, position)))
         return self._talker("talker_decode", inputs, position, 1)
 
     def predict_frame(self, hidden, code0, noise, temperature, top_k, top_p):

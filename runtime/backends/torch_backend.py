@@ -11,7 +11,7 @@ import torch
 from ..checkpoint import Networks
 from ..contract import EngineLimits
 from ..model.engines import PRECISION_DTYPES, build_engine_modules
-from .base import Backend
+from .base import Backend, KVSlots
 
 
 class TorchBackend(Backend):
@@ -27,35 +27,29 @@ class TorchBackend(Backend):
         t = nets.config.talker
         shape = (1, limits.max_context, t.num_kv_heads, t.head_dim)
         dtype = PRECISION_DTYPES[limits.precision]
-        self.keys = [torch.zeros(shape, dtype=dtype, device=self.device) for _ in range(t.num_layers)]
-        self.values = [torch.zeros(shape, dtype=dtype, device=self.device) for _ in range(t.num_layers)]
+        self.kv = KVSlots(lambda: torch.zeros(shape, dtype=dtype, device=self.device), t.num_layers)
         self.codec = nets.codec
         self.reset()
 
     def reset(self) -> None:
         self.codec_state = self.codec.init_state(1, self.device)
 
-    def _store(self, kv: tuple[torch.Tensor, ...], start: int) -> None:
-        for i, (k, v) in enumerate(zip(kv[0::2], kv[1::2])):
-            self.keys[i][:, start:start + k.shape[1]] = k
-            self.values[i][:, start:start + v.shape[1]] = v
-
     @torch.inference_mode()
     def prefill(self, embeds):
-        x = embeds.to(self.device, self.keys[0].dtype)
+        x = embeds.to(self.device, self.kv.dtype)
         with self.engine_time():
             logits, hidden, *kv = self._sync(self.modules["talker_prefill"](x))
-        self._store(kv, 0)
+        self.kv.store(kv, 0)
         return logits, hidden
 
     @torch.inference_mode()
     def decode(self, embeds, position):
-        past = [t[:, :position] for pair in zip(self.keys, self.values) for t in pair]
+        past = self.kv.views(0, position)
         pos = torch.full((1,), position, dtype=torch.long, device=self.device)
-        x = embeds.to(self.device, self.keys[0].dtype)
+        x = embeds.to(self.device, self.kv.dtype)
         with self.engine_time():
             logits, hidden, *kv = self._sync(self.modules["talker_decode"](x, pos, *past))
-        self._store(kv, position)
+        self.kv.store(kv, position)
         return logits, hidden
 
     @torch.inference_mode()
