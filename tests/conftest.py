@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
@@ -50,3 +52,14 @@ def tiny_build(tiny_custom_voice, tmp_path_factory):
     root = tmp_path_factory.mktemp("builds")
     manifest = build(str(tiny_custom_voice), root, LIMITS, log=lambda *_: None)
     return root / "cpu" / tiny_custom_voice.name, manifest
+
+
+def edited_checkpoint(src: Path, dst: Path, edit: Callable[[dict], None]) -> Path:
+    """A copy of checkpoint `src` at `dst` whose main weights `edit(state)` changed in place."""
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(src, dst)
+    state = load_file(str(dst / "model.safetensors"))
+    edit(state)
+    save_file(state, str(dst / "model.safetensors"))
+    return dst

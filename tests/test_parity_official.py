@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from conftest import edited_checkpoint
 from official import load_official
 from runtime.prompt import Voice
 from runtime.reference import Reference
@@ -74,22 +75,29 @@ class OfficialRun:
 
 
 MODES = {
-    # name: (fixture, official kwargs, our Voice kwargs)
-    "auto_language": ("tiny_custom_voice", dict(language="auto", speaker="vivian"), {}),
-    "explicit_language": ("tiny_custom_voice", dict(language="english", speaker="ryan"), {}),
-    "speaker_chinese": ("tiny_custom_voice", dict(language="chinese", speaker="serena"), {}),
-    "dialect_speaker": ("tiny_custom_voice", dict(language="chinese", speaker="eric"), {}),
-    "dialect_speaker_auto": ("tiny_custom_voice", dict(language="auto", speaker="dylan"), {}),
+    # name: (fixture, request settings as the official generate takes them)
+    "auto_language": ("tiny_custom_voice", dict(language="auto", speaker="vivian")),
+    "explicit_language": ("tiny_custom_voice", dict(language="english", speaker="ryan")),
+    "speaker_chinese": ("tiny_custom_voice", dict(language="chinese", speaker="serena")),
+    "dialect_speaker": ("tiny_custom_voice", dict(language="chinese", speaker="eric")),
+    "dialect_speaker_auto": ("tiny_custom_voice", dict(language="auto", speaker="dylan")),
     "instruct_custom_voice": ("tiny_custom_voice", dict(language="english", speaker="aiden",
-                                                         instruct="Speak slowly and warmly."), {}),
+                                                         instruct="Speak slowly and warmly.")),
     "instruct_voice_design": ("tiny_voice_design", dict(language="auto",
-                                                         instruct="A bright young voice, cheerful."), {}),
-    "xvector_only": ("tiny_base", dict(language="english", xvector="x"), {}),
+                                                         instruct="A bright young voice, cheerful.")),
+    "xvector_only": ("tiny_base", dict(language="english", xvector="x")),
     "icl": ("tiny_base", dict(language="english", xvector="x", ref_codes=6,
-                              ref_text="This is the reference."), {}),
+                              ref_text="This is the reference.")),
     "icl_long_reference": ("tiny_base", dict(language="auto", xvector="x", ref_codes=40,
-                                             ref_text="Short."), {}),
+                                             ref_text="Short.")),
 }
+
+
+def _voice(kw: dict, non_streaming: bool = False) -> Voice:
+    """The same request as a runtime Voice."""
+    return Voice(speaker=kw.get("speaker"), language=kw["language"], instruct=kw.get("instruct"),
+                 xvector=kw.get("xvector"), ref_codes=kw.get("ref_codes"), ref_text=kw.get("ref_text"),
+                 non_streaming_text=non_streaming)
 
 
 def _materialize(kw: dict, hidden: int) -> dict:
@@ -104,16 +112,14 @@ def _materialize(kw: dict, hidden: int) -> dict:
 @pytest.mark.parametrize("non_streaming", [False, True], ids=["streaming_text", "non_streaming_text"])
 @pytest.mark.parametrize("mode", sorted(MODES))
 def test_greedy_parity(mode, non_streaming, request):
-    fixture, kw, _ = MODES[mode]
+    fixture, kw = MODES[mode]
     model_dir = request.getfixturevalue(fixture)
     ref = Reference.load(model_dir, max_context=512)
     kw = _materialize(kw, ref.config.talker.hidden_size)
     official = OfficialRun(model_dir)
     off_codes, seen = official.generate(TEXT, non_streaming=non_streaming, **kw)
 
-    voice = Voice(speaker=kw.get("speaker"), language=kw["language"], instruct=kw.get("instruct"),
-                  xvector=kw.get("xvector"), ref_codes=kw.get("ref_codes"), ref_text=kw.get("ref_text"),
-                  non_streaming_text=non_streaming)
+    voice = _voice(kw, non_streaming)
     prompt = ref.prompt(TEXT, voice)
     assert prompt.embeds.shape == seen["embeds"].shape
     torch.testing.assert_close(prompt.embeds, seen["embeds"], atol=1e-5, rtol=0)
@@ -150,17 +156,11 @@ def test_codec_audio_parity_random_codes(tiny_custom_voice, frames):
 
 def test_eos_stops_like_official(tiny_custom_voice, tmp_path):
     """With EOS made likely, both stop at the same frame and never emit the EOS frame."""
-    import shutil
+    def eos_likely(state):  # an EOS row with a wider spread wins argmax early
+        head = state["talker.codec_head.weight"]
+        head[2150] = head[[17, 42, 99]].sum(0)
 
-    from safetensors.torch import load_file, save_file
-
-    ckpt = tmp_path / "eos"
-    shutil.copytree(tiny_custom_voice, ckpt)
-    state = load_file(str(ckpt / "model.safetensors"))
-    head = state["talker.codec_head.weight"]
-    head[2150] = head[[17, 42, 99]].sum(0)  # an EOS row with a wider spread wins argmax early
-    state["talker.codec_head.weight"] = head
-    save_file(state, str(ckpt / "model.safetensors"))
+    ckpt = edited_checkpoint(tiny_custom_voice, tmp_path / "eos", eos_likely)
     ref = Reference.load(ckpt, max_context=512)
     result = ref.generate(TEXT, Voice(speaker="ryan", language="english"),
                           SamplingParams.greedy(max_new_tokens=200))
@@ -183,13 +183,12 @@ def test_prompt_ids_match_official_tokenization(tiny_custom_voice):
 def test_sampled_parity_same_seed(mode, request):
     """The official sampling rules (penalty, EOS hold-off, suppression, temperature, top-k, draw
     order) reproduce the official sampled codes exactly under the same seed."""
-    fixture, kw, _ = MODES[mode]
+    fixture, kw = MODES[mode]
     model_dir = request.getfixturevalue(fixture)
     ref = Reference.load(model_dir, max_context=512)
     kw = _materialize(kw, ref.config.talker.hidden_size)
     official = OfficialRun(model_dir)
-    voice = Voice(speaker=kw.get("speaker"), language=kw["language"], xvector=kw.get("xvector"),
-                  ref_codes=kw.get("ref_codes"), ref_text=kw.get("ref_text"))
+    voice = _voice(kw)
     params = SamplingParams.from_defaults(ref.config.sampling, max_new_tokens=MAX_NEW, seed=1234)
     ours = ref.generate(TEXT, voice, params).codes
     torch.manual_seed(1234)  # the official loop draws from the global generator

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 
 import numpy as np
 import pytest
 import torch
 
+from conftest import edited_checkpoint
 from runtime.backends import open_backend
 from runtime.checkpoint import load_networks
 from runtime.errors import EngineMismatchError, PromptError
@@ -150,16 +150,12 @@ def test_cancel_from_another_thread(onnx_synth):
 
 def test_runaway_generation_hits_the_frame_cap(tiny_custom_voice, tmp_path):
     """A model that never says EOS (its EOS logit pushed far down) is stopped by the guard."""
-    from safetensors.torch import load_file, save_file
-
     from export.build import build
 
-    ckpt = tmp_path / "no-eos"
-    shutil.copytree(tiny_custom_voice, ckpt)
-    state = load_file(str(ckpt / "model.safetensors"))
-    head = state["talker.codec_head.weight"]
-    head[2150] = 0.0  # EOS logit 0, far below the top-50 audio logits (std 1.6): never sampled
-    save_file(state, str(ckpt / "model.safetensors"))
+    def no_eos(state):  # EOS logit 0, far below the top-50 audio logits (std 1.6): never sampled
+        state["talker.codec_head.weight"][2150] = 0.0
+
+    ckpt = edited_checkpoint(tiny_custom_voice, tmp_path / "no-eos", no_eos)
     build(str(ckpt), tmp_path / "b", LIMITS, log=lambda *_: None, parity=False)
     options = StreamOptions(base_frames=20, frames_per_token=1.0)
     synth = Synthesizer.open(ckpt, tmp_path / "b" / "cpu" / "no-eos", "onnx", options=options)
