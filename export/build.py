@@ -103,6 +103,11 @@ def _files(path: Path) -> list[Path]:
     return [p for p in (path, path.with_name(path.name + ".data")) if p.exists()]
 
 
+def _file_hashes(path: Path) -> dict[str, str]:
+    """sha256 of a graph and its external-data file (gigabytes at 0.6B: hashed once per build)."""
+    return {p.name: _sha256(p) for p in _files(path)}
+
+
 def ort_parity(module: torch.nn.Module, spec, path: Path) -> float:
     """Max |ONNX Runtime - PyTorch| over every output, at two shape settings inside the profile."""
     import numpy as np
@@ -159,9 +164,8 @@ def build(source: str, out_root: Path, limits: EngineLimits, *, require_trt=Fals
         path = out_dir / f"{graph}.onnx"
         key = hashlib.sha256(json.dumps(dict(key_base, graph=graph), sort_keys=True).encode()).hexdigest()[:16]
         prev = (old or {}).get("engines", {}).get(graph, {})
-        unchanged = prev.get("key") == key and _files(path) and \
-            {p.name: _sha256(p) for p in _files(path)} == prev.get("files")  # same inputs, untouched files
-        if unchanged and not force:
+        files = _file_hashes(path) if prev.get("key") == key else {}
+        if files and files == prev.get("files") and not force:  # same inputs, untouched files
             res.reused, res.parity, res.op_problems = True, prev.get("parity_max_abs"), prev.get("op_problems", [])
             log(f"      {graph}: unchanged, reused")
         else:
@@ -175,8 +179,9 @@ def build(source: str, out_root: Path, limits: EngineLimits, *, require_trt=Fals
                 res.parity_note = "bf16: ONNX Runtime has no CPU kernels; compare on the GPU"
             log(f"      {graph}: exported in {time.time() - t0:.1f} s, ops {'OK' if not res.op_problems else res.op_problems}"
                 + (f", parity {res.parity:.1e}" if res.parity is not None else ""))
+            files = _file_hashes(path)
         res.onnx_bytes = sum(p.stat().st_size for p in _files(path))
-        entries[graph] = dict(key=key, onnx=path.name, files={p.name: _sha256(p) for p in _files(path)},
+        entries[graph] = dict(key=key, onnx=path.name, files=files,
                               parity_max_abs=res.parity, op_problems=res.op_problems, engine=None,
                               not_built_reason=None)
         results.append((res, prev))
