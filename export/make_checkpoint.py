@@ -17,8 +17,9 @@ from pathlib import Path
 
 import torch
 
-from runtime.config import parse_model_config
+from runtime.config import codec_encoder_config, parse_model_config
 from runtime.model.codec import CausalConv, CodecDecoder, SnakeBeta
+from runtime.model.codec_encoder import CodecEncoder
 from runtime.model.predictor import Predictor
 from runtime.model.talker import Talker
 
@@ -196,14 +197,33 @@ def speaker_encoder_shapes(sc: dict) -> dict[str, tuple]:
     return shapes
 
 
-def mimi_encoder_state(mimi_cfg: dict, gen: torch.Generator) -> dict[str, torch.Tensor]:
-    """The Mimi encoder half of the speech tokenizer (the official class drops the decoder half)."""
-    from transformers import MimiConfig, MimiModel
+def mimi_encoder_state(codec_config: dict, gen: torch.Generator) -> dict[str, torch.Tensor]:
+    """The Mimi encoder half of the speech tokenizer, under its official names (`encoder.` dropped).
 
-    torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=gen)))
-    model = MimiModel(MimiConfig(**{k: v for k, v in mimi_cfg.items() if k != "model_type"}))
-    drop = ("upsample.", "decoder_transformer.", "decoder.")
-    return {k: v.contiguous() for k, v in model.state_dict().items() if not k.startswith(drop)}
+    Written from the runtime's own module, so the names do not depend on the installed
+    transformers (5.x renamed Mimi's modules). Codebooks are fitted to the scale of what reaches
+    them (noise plus tones through the random encoder), layer by layer, so every codebook's choice
+    depends on the audio: zero or mis-scaled tables would make every code 0 and parity trivial.
+    """
+    cfg = codec_encoder_config(codec_config)
+    enc = CodecEncoder(cfg)
+    _randomize(enc, gen)
+    n = 24000 * 2
+    t = torch.arange(n) / 24000
+    pcm = (0.3 * torch.sin(2 * math.pi * 180 * t) + 0.1 * torch.randn(n, generator=gen))[None]
+    with torch.no_grad():
+        x = enc.downsample(enc.encoder_transformer(enc.encoder(pcm[:, None]).transpose(1, 2)).transpose(1, 2))
+        for rvq in (enc.quantizer.semantic_residual_vector_quantizer, enc.quantizer.acoustic_residual_vector_quantizer):
+            residual = rvq.input_proj(x).transpose(1, 2).reshape(-1, cfg.codebook_dim)
+            for layer in rvq.layers:
+                cb = layer.codebook
+                table = residual.std(0) * torch.randn(cfg.codebook_size, cfg.codebook_dim, generator=gen) \
+                    + residual.mean(0)
+                usage = 0.5 + torch.rand(cfg.codebook_size, generator=gen)
+                cb.embed_sum.copy_(table * usage[:, None])
+                cb.cluster_usage.copy_(usage)
+                residual = residual - cb.table()[cb.nearest(residual[None])[0]]
+    return {k: v.contiguous() for k, v in enc.state_dict().items()}
 
 
 def official_main_state(talker: Talker, predictor: Predictor) -> dict[str, torch.Tensor]:
@@ -253,7 +273,7 @@ def make_checkpoint(out: str | Path, preset: str = "tiny", variant: str = "custo
     dim = cfg.codec.codebook_dim
     for part in ("rvq_first", "rvq_rest"):  # present in the official file, never used by its decoder
         codec_state[f"decoder.quantizer.{part}.input_proj.weight"] = torch.randn(dim // 2, dim, 1, generator=gen)
-    codec_state.update({f"encoder.{k}": v for k, v in mimi_encoder_state(codec_config["encoder_config"], gen).items()})
+    codec_state.update({f"encoder.{k}": v for k, v in mimi_encoder_state(codec_config, gen).items()})
     save_file({k: v.float().contiguous() for k, v in codec_state.items()},
               str(out / "speech_tokenizer" / "model.safetensors"), metadata={"format": "pt"})
 

@@ -80,6 +80,63 @@ class CodecConfig:
 
 
 @dataclass(frozen=True)
+class SpeakerEncoderConfig:
+    """The ECAPA-TDNN x-vector encoder of Base checkpoints (`speaker_encoder_config`, facts §8.4)."""
+
+    mel_dim: int
+    enc_dim: int
+    channels: tuple[int, ...]
+    kernel_sizes: tuple[int, ...]
+    dilations: tuple[int, ...]
+    attention_channels: int
+    res2net_scale: int
+    se_channels: int
+    sample_rate: int
+
+
+@dataclass(frozen=True)
+class CodecEncoderConfig:
+    """The speech tokenizer's Mimi-style encoder (24 kHz PCM -> codes at 12.5 Hz), with the
+    `MimiConfig` defaults the official loader fills in for keys the file leaves out."""
+
+    sample_rate: int
+    num_filters: int
+    num_residual_layers: int
+    upsampling_ratios: tuple[int, ...]
+    kernel_size: int
+    last_kernel_size: int
+    residual_kernel_size: int
+    dilation_growth_rate: int
+    compress: int
+    hidden_size: int
+    intermediate_size: int
+    num_layers: int
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int
+    rope_theta: float
+    norm_eps: float
+    codebook_size: int
+    codebook_dim: int
+    vq_hidden_dim: int
+    num_quantizers: int  # in the checkpoint
+    num_semantic_quantizers: int
+    valid_quantizers: int  # the first ones the 12 Hz tokenizer keeps (16)
+    frame_rate: float
+    samples_per_frame: int
+
+
+# MimiConfig defaults (transformers 4.57) for the keys the official encoder_config leaves out.
+MIMI_DEFAULTS = dict(sampling_rate=24000, num_filters=64, num_residual_layers=1, upsampling_ratios=[8, 6, 5, 4],
+                     kernel_size=7, last_kernel_size=3, residual_kernel_size=3, dilation_growth_rate=2,
+                     compress=2, hidden_size=512, intermediate_size=2048, num_hidden_layers=8,
+                     num_attention_heads=8, num_key_value_heads=8, head_dim=None, rope_theta=10000.0,
+                     norm_eps=1e-5, codebook_size=2048, codebook_dim=256, vector_quantization_hidden_dimension=256,
+                     num_quantizers=32, num_semantic_quantizers=1, frame_rate=12.5, use_causal_conv=True,
+                     pad_mode="constant", use_conv_shortcut=False, hidden_act="gelu", attention_bias=False)
+
+
+@dataclass(frozen=True)
 class TokenIds:
     """Every special id, text side and codec side."""
 
@@ -127,6 +184,8 @@ class ModelConfig:
     speakers: dict[str, int]  # lower-case name -> codec row
     speaker_dialects: dict[str, str | None]  # speaker -> dialect language name, or None
     config_hash: str = field(default="", compare=False)
+    speaker_encoder: SpeakerEncoderConfig | None = None  # Base checkpoints only
+    codec_encoder: CodecEncoderConfig | None = None
 
     @property
     def public_languages(self) -> list[str]:
@@ -264,6 +323,7 @@ def parse_model_config(cfg: dict[str, Any], gen: dict[str, Any], codec_cfg: dict
             # The official lookup lower-cases only the request; a capitalised key can never match.
             raise CheckpointError(f"speaker key {name!r} in talker_config.spk_id must be lower case")
     canonical = json.dumps([cfg, gen, codec_cfg], sort_keys=True).encode()
+    speaker_encoder = _speaker_encoder_config(cfg.get("speaker_encoder_config")) if variant == "base" else None
     return ModelConfig(
         variant=variant,
         size=str(cfg.get("tts_model_size", "")),
@@ -276,7 +336,49 @@ def parse_model_config(cfg: dict[str, Any], gen: dict[str, Any], codec_cfg: dict
         speakers=speakers,
         speaker_dialects={k: dialects.get(k) for k in speakers},
         config_hash=hashlib.sha256(canonical).hexdigest()[:16],
+        speaker_encoder=speaker_encoder,
+        codec_encoder=codec_encoder_config(codec_cfg),
     )
+
+
+def _speaker_encoder_config(sc: dict[str, Any] | None) -> SpeakerEncoderConfig:
+    if not sc:
+        raise CheckpointError("config.json of a Base checkpoint has no speaker_encoder_config")
+    where = "speaker_encoder_config"
+    cfg = SpeakerEncoderConfig(
+        mel_dim=_need(sc, "mel_dim", where), enc_dim=_need(sc, "enc_dim", where),
+        channels=tuple(_need(sc, "enc_channels", where)), kernel_sizes=tuple(_need(sc, "enc_kernel_sizes", where)),
+        dilations=tuple(_need(sc, "enc_dilations", where)),
+        attention_channels=_need(sc, "enc_attention_channels", where),
+        res2net_scale=_need(sc, "enc_res2net_scale", where), se_channels=_need(sc, "enc_se_channels", where),
+        sample_rate=sc.get("sample_rate", 24000))
+    if not len(cfg.channels) == len(cfg.kernel_sizes) == len(cfg.dilations):
+        raise CheckpointError(f"{where}: enc_channels, enc_kernel_sizes and enc_dilations differ in length")
+    return cfg
+
+
+def codec_encoder_config(codec_cfg: dict[str, Any]) -> CodecEncoderConfig | None:
+    ec = codec_cfg.get("encoder_config")
+    if ec is None:
+        return None
+    m = dict(MIMI_DEFAULTS, **ec)
+    for key, wanted in (("use_causal_conv", True), ("pad_mode", "constant"), ("use_conv_shortcut", False),
+                        ("hidden_act", "gelu"), ("attention_bias", False)):
+        if m[key] != wanted:
+            raise CheckpointError(f"encoder_config.{key}={m[key]!r} is not supported (the 12 Hz tokenizer uses {wanted!r})")
+    return CodecEncoderConfig(
+        sample_rate=m["sampling_rate"], num_filters=m["num_filters"], num_residual_layers=m["num_residual_layers"],
+        upsampling_ratios=tuple(m["upsampling_ratios"]), kernel_size=m["kernel_size"],
+        last_kernel_size=m["last_kernel_size"], residual_kernel_size=m["residual_kernel_size"],
+        dilation_growth_rate=m["dilation_growth_rate"], compress=m["compress"], hidden_size=m["hidden_size"],
+        intermediate_size=m["intermediate_size"], num_layers=m["num_hidden_layers"],
+        num_heads=m["num_attention_heads"], num_kv_heads=m["num_key_value_heads"],
+        head_dim=m["head_dim"] or m["hidden_size"] // m["num_attention_heads"], rope_theta=float(m["rope_theta"]),
+        norm_eps=float(m["norm_eps"]), codebook_size=m["codebook_size"], codebook_dim=m["codebook_dim"],
+        vq_hidden_dim=m["vector_quantization_hidden_dimension"], num_quantizers=m["num_quantizers"],
+        num_semantic_quantizers=m["num_semantic_quantizers"],
+        valid_quantizers=codec_cfg.get("encoder_valid_num_quantizers", 16), frame_rate=float(m["frame_rate"]),
+        samples_per_frame=codec_cfg.get("encode_downsample_rate", 1920))
 
 
 def load_model_config(model_dir: str | Path) -> ModelConfig:
