@@ -25,8 +25,8 @@ CODEC_WEIGHTS = "speech_tokenizer/model.safetensors"
 
 # Parts of the official files this runtime does not run (yet), by prefix, with the reason.
 UNUSED_PREFIXES = {
-    "speaker_encoder.": "ECAPA x-vector encoder (Base); clone prompts take a ready x-vector",
-    "encoder.": "Mimi encoder of the speech tokenizer; ICL prompts take ready reference codes",
+    "speaker_encoder.": "ECAPA x-vector encoder (Base): loaded by load_voice_encoders, not by generation",
+    "encoder.": "Mimi encoder of the speech tokenizer: loaded by load_voice_encoders, not by generation",
     "decoder.quantizer.rvq_first.input_proj.": "defined but never called by the official decoder",
     "decoder.quantizer.rvq_rest.input_proj.": "defined but never called by the official decoder",
 }
@@ -140,3 +140,37 @@ def load_networks(name_or_path, dtype: torch.dtype = torch.float32, codec_dtype:
         codec=codec.to(device=device, dtype=codec_dtype).eval(),
         model_dir=root,
     )
+
+
+@dataclass
+class VoiceEncoderNetworks:
+    """The two networks that turn a reference recording into a clone prompt (Base checkpoints)."""
+
+    config: ModelConfig
+    speaker_encoder: "torch.nn.Module"
+    codec_encoder: "torch.nn.Module"
+    model_dir: Path
+
+
+def load_voice_encoders(name_or_path, device: str | torch.device = "cpu") -> VoiceEncoderNetworks:
+    """`speaker_encoder.*` from model.safetensors and `encoder.*` from the speech tokenizer, strictly
+    (fp32: they run once per voice, and the x-vector must match the official one to 1e-4)."""
+    from .model.codec_encoder import CodecEncoder
+    from .model.speaker_encoder import SpeakerEncoder
+
+    root = resolve_checkpoint(name_or_path)
+    cfg = load_model_config(root)
+    if cfg.speaker_encoder is None:
+        raise CheckpointError(f"{root} is a {cfg.variant} checkpoint; voices are cloned with a Base checkpoint "
+                              "(its speaker encoder makes the x-vector)")
+    if cfg.codec_encoder is None:
+        raise CheckpointError(f"{root / 'speech_tokenizer/config.json'} has no encoder_config")
+    speaker, codec = SpeakerEncoder(cfg.speaker_encoder), CodecEncoder(cfg.codec_encoder)
+    main = read_safetensors(root / MAIN_WEIGHTS)
+    p = "speaker_encoder."
+    _load_strict(speaker, {k[len(p):]: v.float() for k, v in main.items() if k.startswith(p)}, p, MAIN_WEIGHTS)
+    del main
+    tok = read_safetensors(root / CODEC_WEIGHTS)
+    p = "encoder."
+    _load_strict(codec, {k[len(p):]: v.float() for k, v in tok.items() if k.startswith(p)}, p, CODEC_WEIGHTS)
+    return VoiceEncoderNetworks(cfg, speaker.to(device).eval(), codec.to(device).eval(), root)

@@ -5,6 +5,7 @@ it. Shapes use symbols for the dynamic axes; `EngineLimits` bounds them:
 
     B  batch (streams served by one call; 1 for now)   S  prompt positions (prefill)
     P  past positions (decode)                           T  codec frames per chunk
+    N  reference audio samples at 24 kHz (voice encoders, Base checkpoints only)
 
 KV tensors are [B, positions, kv_heads, head_dim]: a stream's first P positions are one
 contiguous block, so an engine reads exactly the live prefix and writes a new position in place.
@@ -17,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 
 from .config import ModelConfig
 
+REF_SAMPLE_RATE = 24000  # the voice encoders' input rate
 ACTIVATION_DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 
 TALKER_PREFILL = "talker_prefill"
@@ -24,6 +26,10 @@ TALKER_DECODE = "talker_decode"
 PREDICTOR = "predictor"
 CODEC = "codec"
 ENGINES = (TALKER_PREFILL, TALKER_DECODE, PREDICTOR, CODEC)
+# Run once per voice, not per frame (runtime/voice.py); Base checkpoints only; always fp32.
+SPEAKER_ENCODER = "speaker_encoder"
+CODEC_ENCODER = "codec_encoder"
+VOICE_ENGINES = (SPEAKER_ENCODER, CODEC_ENCODER)
 
 
 @dataclass(frozen=True)
@@ -63,6 +69,8 @@ class EngineLimits:
     precision: str = "fp32"  # activations/weights of talker and predictor
     codec_precision: str = "fp32"
     chunk_ramp: tuple[int, ...] = field(default=(1, 2, 4, 8, 10))
+    min_ref_seconds: float = 1.0  # reference audio the voice encoders take (runtime/voice.py says why)
+    max_ref_seconds: float = 30.0
 
     def __post_init__(self):
         if self.precision not in ACTIVATION_DTYPES or self.codec_precision not in ACTIVATION_DTYPES:
@@ -104,7 +112,7 @@ def engine_specs(cfg: ModelConfig, limits: EngineLimits) -> dict[str, EngineSpec
     groups = p.num_code_groups - 1
     heads = [TensorSpec("logits", ("B", t.vocab_size), "float32"), TensorSpec("hidden", ("B", t.hidden_size), act)]
     state = codec_state_specs(cfg, ACTIVATION_DTYPES[limits.codec_precision])
-    return {
+    specs = {
         TALKER_PREFILL: EngineSpec(
             TALKER_PREFILL,
             inputs=(TensorSpec("inputs_embeds", ("B", "S", t.hidden_size), act),),
@@ -134,6 +142,15 @@ def engine_specs(cfg: ModelConfig, limits: EngineLimits) -> dict[str, EngineSpec
                           + [TensorSpec(s.name + "_out", s.shape, s.dtype) for s in state]),
         ),
     }
+    if cfg.speaker_encoder is not None and cfg.codec_encoder is not None:
+        pcm = (TensorSpec("pcm", ("B", "N"), "float32"),)
+        specs[SPEAKER_ENCODER] = EngineSpec(
+            SPEAKER_ENCODER, inputs=pcm, outputs=(TensorSpec("xvector", ("B", cfg.speaker_encoder.enc_dim), "float32"),))
+        frames = "ceil(N/%d)" % cfg.codec_encoder.samples_per_frame
+        specs[CODEC_ENCODER] = EngineSpec(
+            CODEC_ENCODER, inputs=pcm,
+            outputs=(TensorSpec("codes", ("B", cfg.codec_encoder.valid_quantizers, frames), "int64"),))
+    return specs
 
 
 def dim_ranges(limits: EngineLimits) -> dict[str, tuple[int, int, int]]:
@@ -143,6 +160,8 @@ def dim_ranges(limits: EngineLimits) -> dict[str, tuple[int, int, int]]:
         "S": (1, min(64, limits.max_prompt), limits.max_prompt),
         "P": (1, min(256, limits.max_context - 1), limits.max_context - 1),
         "T": (1, min(4, limits.max_chunk), limits.max_chunk),
+        "N": (int(limits.min_ref_seconds * REF_SAMPLE_RATE), int(min(10, limits.max_ref_seconds) * REF_SAMPLE_RATE),
+              int(limits.max_ref_seconds * REF_SAMPLE_RATE)),
     }
 
 

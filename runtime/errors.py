@@ -19,3 +19,8 @@ class EngineMismatchError(Qwen3TTSError):
 
 class BackendUnavailableError(Qwen3TTSError):
     """The requested backend cannot run here (library missing, no GPU, engines not built)."""
+
+
+class VoiceError(Qwen3TTSError, ValueError):
+    """Reference audio or a voice file cannot be used: unreadable, too short or long, silent, made
+    for another model, ..."""

@@ -30,8 +30,27 @@ REF_SUFFIX_LEN = 2  # <|im_end|> \n
 
 
 @dataclass(frozen=True)
+class VoiceOrigin:
+    """The model a cloned voice was made for (x-vectors mean something only to their own model)."""
+
+    model: str
+    variant: str
+    size: str
+    config_hash: str
+    hidden_size: int
+
+    def to_dict(self) -> dict:
+        return dict(model=self.model, variant=self.variant, size=self.size, config_hash=self.config_hash,
+                    hidden_size=self.hidden_size)
+
+
+@dataclass(frozen=True)
 class Voice:
-    """Who speaks, and how. Which fields apply depends on the checkpoint variant."""
+    """Who speaks, and how. Which fields apply depends on the checkpoint variant.
+
+    Cloned voices (Base): `Voice.from_audio(...)` encodes a recording once; `voice.save(path)` and
+    `Voice.load(path)` keep it in a .voice file (runtime/voice.py).
+    """
 
     speaker: str | None = None  # CustomVoice
     language: str = "auto"
@@ -40,6 +59,41 @@ class Voice:
     ref_codes: torch.Tensor | None = None  # Base ICL clone: reference codes [F, 16]
     ref_text: str | None = None  # Base ICL clone: transcript of the reference
     non_streaming_text: bool = False  # feed the whole text in the prefill (official non_streaming_mode)
+    made_for: VoiceOrigin | None = None  # cloned voices: the model that encoded them (checked at use)
+
+    @classmethod
+    def from_audio(cls, audio, ref_text: str | None = None, *, model=None, encoders=None,
+                   sample_rate: int | None = None, x_vector_only: bool = False, language: str = "auto",
+                   build_dir=None, backend: str = "auto") -> "Voice":
+        """Encode reference audio (a WAV/FLAC/OGG path, or an array with `sample_rate`) into a voice.
+        Give `model` (checkpoint; with `build_dir` to run its engines) or ready `encoders`."""
+        from .voice import VoiceMaker, make_voice
+
+        if encoders is None:
+            if model is None:
+                raise PromptError("Voice.from_audio needs the Base checkpoint: model=...")
+            encoders = VoiceMaker.open(model, build_dir, backend).encoders
+        return make_voice(encoders, audio, ref_text, sample_rate=sample_rate, x_vector_only=x_vector_only,
+                          language=language)
+
+    @classmethod
+    def load(cls, path, model=None) -> "Voice":
+        """Read a .voice file; with `model` (a checkpoint or its ModelConfig), refuse a voice made for another."""
+        from .config import ModelConfig, load_model_config
+        from .voice import load_voice
+
+        config = model if isinstance(model, ModelConfig) or model is None else None
+        if model is not None and config is None:
+            from .checkpoint import resolve_checkpoint
+
+            config = load_model_config(resolve_checkpoint(model))
+        return load_voice(path, config)
+
+    def save(self, path):
+        """Write this cloned voice to a .voice file (atomically); returns the path."""
+        from .voice import save_voice
+
+        return save_voice(self, path)
 
 
 @dataclass
@@ -103,6 +157,10 @@ class PromptBuilder:
                 raise PromptError("Base checkpoints have no named speakers; pass a clone prompt (xvector)")
             if voice.xvector is None:
                 raise PromptError("Base checkpoints clone a voice: pass an x-vector (and reference codes for ICL)")
+            if voice.made_for is not None:
+                from .voice import check_voice_fits
+
+                check_voice_fits(voice, self.cfg)
             x = torch.as_tensor(voice.xvector, dtype=torch.float32).reshape(-1)
             if x.numel() != hidden:
                 raise PromptError(f"x-vector has {x.numel()} values; this checkpoint needs {hidden}")
