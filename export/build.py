@@ -25,7 +25,7 @@ import torch
 
 from runtime.checkpoint import CODEC_WEIGHTS, MAIN_WEIGHTS, load_networks, resolve_checkpoint
 from runtime.config import load_model_config
-from runtime.contract import ENGINES, EngineLimits, dim_ranges, engine_specs, specs_to_json
+from runtime.contract import EngineLimits, dim_ranges, engine_specs, specs_to_json
 from runtime.device_info import detect_gpu, tensorrt_version
 from runtime.errors import EngineMismatchError, Qwen3TTSError
 from runtime.manifest import MANIFEST, SCHEMA
@@ -116,7 +116,7 @@ def ort_parity(module: torch.nn.Module, spec, path: Path) -> float:
 
     sess = ort_session(path)
     worst = 0.0
-    for sizes in (dict(B=1, S=7, P=9, T=1, frames=0), dict(B=1, S=2, P=3, T=4, frames=5)):
+    for sizes in (dict(B=1, S=7, P=9, T=1, N=24000, frames=0), dict(B=1, S=2, P=3, T=4, N=37123, frames=5)):
         args = onnx_graphs.example_inputs(spec, sizes)
         with torch.inference_mode():
             expected = module(*args)
@@ -155,11 +155,12 @@ def build(source: str, out_root: Path, limits: EngineLimits, *, require_trt=Fals
 
     specs = engine_specs(cfg, limits)
     modules = onnx_graphs.engine_modules(nets, limits)
+    modules.update(onnx_graphs.voice_encoder_modules(model_dir))  # Base: speaker and codec encoders
     key_base = dict(config=cfg.config_hash, weights=weights_identity(model_dir), limits=limits.to_dict(),
                     opset=onnx_graphs.OPSET, source=source_fingerprint(), torch=torch.__version__)
     results, entries = [], {}
-    log(f"[3/6] export + checks ({len(ENGINES)} graphs, opset {onnx_graphs.OPSET}, {limits.precision})")
-    for graph in ENGINES:
+    log(f"[3/6] export + checks ({len(specs)} graphs, opset {onnx_graphs.OPSET}, {limits.precision})")
+    for graph in specs:
         res = GraphResult(graph)
         path = out_dir / f"{graph}.onnx"
         key = hashlib.sha256(json.dumps(dict(key_base, graph=graph), sort_keys=True).encode()).hexdigest()[:16]

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from runtime.checkpoint import Networks
-from runtime.contract import EngineLimits, EngineSpec, dim_ranges, engine_specs
+from runtime.contract import VOICE_ENGINES, EngineLimits, EngineSpec, dim_ranges, engine_specs
 from runtime.model.engines import build_engine_modules
 
 OPSET = 18
@@ -28,6 +28,19 @@ TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": 
 
 def engine_modules(nets: Networks, limits: EngineLimits) -> dict[str, torch.nn.Module]:
     return build_engine_modules(nets.talker, nets.predictor, nets.codec, limits.precision, limits.codec_precision)
+
+
+def voice_encoder_modules(model_dir) -> dict[str, torch.nn.Module]:
+    """The speaker and codec encoders of a Base checkpoint (always fp32), keyed by contract name;
+    none for other variants."""
+    from runtime.checkpoint import load_voice_encoders
+    from runtime.config import load_model_config
+    from runtime.contract import CODEC_ENCODER, SPEAKER_ENCODER
+
+    if load_model_config(model_dir).speaker_encoder is None:
+        return {}
+    nets = load_voice_encoders(model_dir)
+    return {SPEAKER_ENCODER: nets.speaker_encoder, CODEC_ENCODER: nets.codec_encoder}
 
 
 def example_inputs(spec: EngineSpec, sizes: dict[str, int]) -> tuple[torch.Tensor, ...]:
@@ -47,6 +60,9 @@ def example_inputs(spec: EngineSpec, sizes: dict[str, int]) -> tuple[torch.Tenso
             x = torch.full(shape, 50, dtype=dtype)
         elif t.name in ("temperature", "top_p"):
             x = torch.full(shape, 0.9 if t.name == "temperature" else 1.0, dtype=dtype)
+        elif t.name == "pcm":  # reference audio: a tone in noise, in [-1, 1] like real audio
+            n = torch.arange(shape[-1])
+            x = (0.3 * torch.sin(n * 0.0577) + 0.1 * torch.randn(shape, generator=gen)).to(dtype)
         elif t.name == "noise":
             x = torch.rand(shape, generator=gen)
         elif dtype == torch.int64:  # codec frame counters
@@ -57,13 +73,13 @@ def example_inputs(spec: EngineSpec, sizes: dict[str, int]) -> tuple[torch.Tenso
     return tuple(out)
 
 
-EXPORT_SIZES = {"B": 1, "S": 5, "P": 4, "T": 3, "frames": 0}
+EXPORT_SIZES = {"B": 1, "S": 5, "P": 4, "T": 3, "N": 37123, "frames": 0}
 
 
 def _dynamic_shapes(spec: EngineSpec, limits: EngineLimits, module: torch.nn.Module):
     ranges = dim_ranges(limits)
     dims = {}
-    for sym in ("S", "P", "T"):
+    for sym in ("S", "P", "T", "N"):
         lo, _, hi = ranges[sym]
         dims[sym] = torch.export.Dim(sym, min=lo, max=hi)
     shapes = []
@@ -88,8 +104,10 @@ def export_engine(name: str, module: torch.nn.Module, spec: EngineSpec, limits: 
         warnings.simplefilter("ignore")
         # torch.export first (the ONNX front end rewrites nested dynamic_shapes tuples into lists,
         # which torch.export then rejects for `*args` inputs), then translate the program.
+        # The voice encoders' frame counts are ceil(N / stride) expressions that the shape solver
+        # cannot prove > 1 when it checks a view; their guards become runtime asserts instead.
         exported = torch.export.export(module, args, dynamic_shapes=_dynamic_shapes(spec, limits, module),
-                                       strict=False)
+                                       strict=False, prefer_deferred_runtime_asserts_over_guards=name in VOICE_ENGINES)
         program = torch.onnx.export(exported, args, dynamo=True, opset_version=OPSET, input_names=spec.input_names,
                                     output_names=spec.output_names, optimize=True, verbose=False)
     program.save(str(path), external_data=True)

@@ -110,7 +110,7 @@ class Attention(nn.Module):
         scores = torch.matmul(q, k_all.transpose(-1, -2)) * (self.head_dim ** -0.5)
         scores = scores.masked_fill(~mask[:, :, None], torch.finfo(scores.dtype).min)
         probs = F.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype)
-        out = torch.matmul(probs, v_all).permute(0, 3, 1, 2, 4).reshape(b, s, -1)
+        out = torch.matmul(probs, v_all).permute(0, 3, 1, 2, 4).reshape(b, s, self.num_heads * self.head_dim)
         return self.o_proj(out)
 
 
