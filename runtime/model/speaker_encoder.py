@@ -1,7 +1,7 @@
 """The Base checkpoints' speaker encoder: 24 kHz PCM -> x-vector, log-mel front end included.
 
-Written for export (facts §8.4): the STFT is a strided Conv1d over a fixed DFT basis (Conv is a
-TensorRT op, STFT is not everywhere), every "same" reflect padding is an explicit Pad, and the
+Written for export (facts §8.4): the STFT is a two-stage DFT of MatMuls (STFT is not a TensorRT
+op), every "same" reflect padding is an explicit Pad, and the
 only dynamic axis is the audio length. The numbers match the official `mel_spectrogram` +
 `Qwen3TTSSpeakerEncoder` (n_fft 1024, hop 256, Hann window, 128 slaney mels up to 12 kHz,
 reflect padding of 384 samples, log(clamp(., 1e-5)) of sqrt(re^2 + im^2 + 1e-9)).
@@ -20,6 +20,8 @@ from torch import nn
 from ..config import SpeakerEncoderConfig
 
 N_FFT, HOP, F_MAX = 1024, 256, 12000.0
+RADIX = 32  # N_FFT = RADIX * RADIX
+POWER_FLOOR = 1e-9  # added to |X|^2 before the square root (official mel_spectrogram)
 
 
 def _hz_to_mel_slaney(hz: np.ndarray) -> np.ndarray:
@@ -52,25 +54,60 @@ def slaney_mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, f_min: floa
 
 
 class LogMel(nn.Module):
-    """PCM [B, N] -> log-mel [B, mels, frames], frames = N // 256 + 1 (N >= 385)."""
+    """PCM [B, N] -> log-mel [B, mels, frames], frames = N // 256 + 1 (N >= 385).
+
+    The 1024-point DFT of each frame is done in two radix-32 stages (Cooley-Tukey as two small
+    MatMuls and a twiddle product), not as one 1024-term sum. In fp32 a direct sum rounds ~10x
+    worse than an FFT, and the log of near-empty bands (everything above 8 kHz in audio recorded
+    at 16 kHz) turns that into x-vector differences of 1e-4; the two-stage sum stays at FFT-like
+    error (the official front end uses torch.stft), on every backend.
+    """
 
     def __init__(self, sample_rate: int, n_mels: int):
         super().__init__()
+        r = RADIX
         n = np.arange(N_FFT)
-        window = 0.5 - 0.5 * np.cos(2 * np.pi * n / N_FFT)  # periodic Hann, as torch.hann_window
-        k = np.arange(N_FFT // 2 + 1)[:, None]
-        angle = 2 * np.pi * k * n[None, :] / N_FFT
-        basis = np.concatenate([np.cos(angle) * window, -np.sin(angle) * window])  # real rows, then imaginary
-        self.register_buffer("dft", torch.from_numpy(basis.astype(np.float32))[:, None, :], persistent=False)
+        self.register_buffer("window", torch.from_numpy((0.5 - 0.5 * np.cos(2 * np.pi * n / N_FFT)).astype(np.float32)),
+                             persistent=False)  # periodic Hann, as torch.hann_window
+        k, m = np.meshgrid(np.arange(r), np.arange(r), indexing="ij")
+        stage = -2 * np.pi * k * m / r  # exp(-2 pi i k m / 32), symmetric in k and m
+        twiddle = -2 * np.pi * k * m / N_FFT  # [k1, n2]: exp(-2 pi i n2 k1 / 1024)
+        for name, value in (("stage_cos", np.cos(stage)), ("stage_sin", np.sin(stage)),
+                            ("twiddle_cos", np.cos(twiddle)), ("twiddle_sin", np.sin(twiddle))):
+            self.register_buffer(name, torch.from_numpy(value.astype(np.float32)), persistent=False)
         mel = slaney_mel_filterbank(sample_rate, N_FFT, n_mels, 0.0, F_MAX)
         self.register_buffer("mel_basis", torch.from_numpy(mel), persistent=False)
 
-    def forward(self, pcm: torch.Tensor) -> torch.Tensor:
+    def spectrum(self, pcm: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Real and imaginary STFT [B, frames, 513] (center=False after 384 samples of reflect padding)."""
         pad = (N_FFT - HOP) // 2
-        x = F.pad(pcm[:, None], (pad, pad), mode="reflect")
-        spec = F.conv1d(x, self.dft, stride=HOP)  # [B, 2F, frames]
-        bins = spec.shape[1] // 2
-        mag = torch.sqrt(spec[:, :bins].pow(2) + spec[:, bins:].pow(2) + 1e-9)
+        x = F.pad(pcm[:, None], (pad, pad), mode="reflect")[:, 0]  # [B, L]
+        # Frames as four hop-sized blocks side by side: Slice/Reshape/Concat, exported everywhere.
+        frames = (x.shape[1] - N_FFT) // HOP + 1
+        per = N_FFT // HOP
+        blocks = F.pad(x, (0, HOP - 1))[:, :(frames + per - 1) * HOP].reshape(x.shape[0], frames + per - 1, HOP)
+        windows = torch.cat([blocks[:, i:i + frames] for i in range(per)], dim=2) * self.window
+        r = RADIX
+        x = windows.reshape(x.shape[0], frames, r, r)  # [B, F, n1, n2], n = 32 n1 + n2
+        yr, yi = torch.matmul(self.stage_cos, x), torch.matmul(self.stage_sin, x)  # [B, F, k1, n2]
+        zr = yr * self.twiddle_cos - yi * self.twiddle_sin
+        zi = yr * self.twiddle_sin + yi * self.twiddle_cos
+        xr = torch.matmul(zr, self.stage_cos) - torch.matmul(zi, self.stage_sin)  # [B, F, k1, k2]
+        xi = torch.matmul(zr, self.stage_sin) + torch.matmul(zi, self.stage_cos)
+        bins = N_FFT // 2 + 1  # bin k = k1 + 32 k2: k2-major order, then the one-sided half
+
+        def order(t):
+            return t.transpose(2, 3).reshape(t.shape[0], frames, N_FFT)[:, :, :bins]
+
+        return order(xr), order(xi)
+
+    def forward(self, pcm: torch.Tensor) -> torch.Tensor:
+        re, im = self.spectrum(pcm)
+        # sqrt(re^2 + im^2 + 1e-9), computed at a scale of 2^15 (exact: powers of two commute with
+        # rounding): the ONNX exporter's optimizer drops an `Add` of 1e-9 as if it were 0, which
+        # would turn the official floor of sqrt(1e-9) in every empty bin into 0.
+        s = float(2 ** 15)
+        mag = (torch.sqrt((re * s).pow(2) + (im * s).pow(2) + POWER_FLOOR * s * s) / s).transpose(1, 2)
         return torch.log(torch.clamp(torch.matmul(self.mel_basis, mag), min=1e-5))
 
 
