@@ -23,11 +23,12 @@ from pathlib import Path
 
 import torch
 
-from runtime.checkpoint import CODEC_WEIGHTS, MAIN_WEIGHTS, load_networks, resolve_checkpoint
+from runtime.checkpoint import load_networks, resolve_checkpoint
 from runtime.config import load_model_config
 from runtime.contract import EngineLimits, dim_ranges, engine_specs, specs_to_json
 from runtime.device_info import detect_gpu, tensorrt_version
 from runtime.errors import EngineMismatchError, Qwen3TTSError
+from runtime.identity import weights_identity
 from runtime.manifest import MANIFEST, SCHEMA
 
 from . import onnx_graphs
@@ -36,6 +37,20 @@ from .op_support import check_model
 ROOT = Path(__file__).resolve().parent.parent
 SOURCES = ["runtime/model", "runtime/contract.py", "runtime/sampling.py", "export/onnx_graphs.py"]
 BYTES = {"fp32": 4, "fp16": 2, "bf16": 2}
+# Largest |ONNX Runtime - PyTorch| each graph may show before the build fails. fp32: about 5x the
+# worst seen (1.8e-4 for talker_prefill on an official-code 0.6B checkpoint: logits of magnitude
+# ~10 through 28 layers; 1.4e-5 at 0.6B random, 2e-6 tiny); the codec's PCM has seen 3e-7. A
+# predictor code that differs counts as a difference >= 1 and always fails. fp16: one fp16 ulp at
+# |x| ~ 16 is 1.6e-2, so 5e-2 (the graph is compared with the fp16 PyTorch module).
+PARITY_LIMITS = {
+    "fp32": {"talker_prefill": 1e-3, "talker_decode": 1e-3, "predictor": 1e-3, "codec": 1e-4},
+    "fp16": {"talker_prefill": 5e-2, "talker_decode": 5e-2, "predictor": 5e-2, "codec": 5e-2},
+}
+
+
+def parity_limit(graph: str, limits: EngineLimits) -> float | None:
+    precision = limits.codec_precision if graph == "codec" else limits.precision
+    return PARITY_LIMITS.get(precision, {}).get(graph)
 
 
 class BuildError(Qwen3TTSError):
@@ -48,6 +63,7 @@ class GraphResult:
     onnx_bytes: int = 0
     reused: bool = False
     parity: float | None = None
+    parity_limit: float | None = None
     parity_note: str = ""
     op_problems: list[str] = field(default_factory=list)
     engine: str | None = None
@@ -75,16 +91,6 @@ def source_fingerprint() -> str:
             h.update(f.relative_to(ROOT).as_posix().encode())
             h.update(f.read_bytes())
     return h.hexdigest()[:16]
-
-
-def weights_identity(model_dir: Path) -> str:
-    """Size, mtime and the header (names, dtypes, offsets) of each weights file: cheap and enough to
-    notice a replaced or rewritten checkpoint without hashing gigabytes on every build."""
-    parts = []
-    for rel in (MAIN_WEIGHTS, CODEC_WEIGHTS):
-        st = (model_dir / rel).stat()
-        parts.append(f"{rel}:{st.st_size}:{st.st_mtime_ns}:{_sha256(model_dir / rel, 1 << 20)}")
-    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
 
 def estimate_bytes(nets_params: int, codec_params: int, limits: EngineLimits, trt: bool) -> int:
@@ -141,7 +147,8 @@ def build(source: str, out_root: Path, limits: EngineLimits, *, require_trt=Fals
     slug = gpu["slug"] if gpu else "cpu"
     out_dir = Path(out_root) / slug / name
     log(f"[2/6] output: {out_dir} (GPU: {gpu['name'] if gpu else 'none'}; TensorRT: {trt_ver or 'not available'})")
-    old = _previous_manifest(out_dir, cfg.config_hash, gpu, force)
+    weights = weights_identity(model_dir)
+    old = _previous_manifest(out_dir, cfg.config_hash, weights, gpu, force)
 
     nets = load_networks(model_dir)
     lm_params = sum(p.numel() for m in (nets.talker, nets.predictor) for p in m.parameters())
@@ -156,7 +163,7 @@ def build(source: str, out_root: Path, limits: EngineLimits, *, require_trt=Fals
     specs = engine_specs(cfg, limits)
     modules = onnx_graphs.engine_modules(nets, limits)
     modules.update(onnx_graphs.voice_encoder_modules(model_dir))  # Base: speaker and codec encoders
-    key_base = dict(config=cfg.config_hash, weights=weights_identity(model_dir), limits=limits.to_dict(),
+    key_base = dict(config=cfg.config_hash, weights=weights, limits=limits.to_dict(),
                     opset=onnx_graphs.OPSET, source=source_fingerprint(), torch=torch.__version__)
     results, entries = [], {}
     log(f"[3/6] export + checks ({len(specs)} graphs, opset {onnx_graphs.OPSET}, {limits.precision})")
@@ -168,6 +175,7 @@ def build(source: str, out_root: Path, limits: EngineLimits, *, require_trt=Fals
         files = _file_hashes(path) if prev.get("key") == key else {}
         if files and files == prev.get("files") and not force:  # same inputs, untouched files
             res.reused, res.parity, res.op_problems = True, prev.get("parity_max_abs"), prev.get("op_problems", [])
+            res.parity_limit = prev.get("parity_limit")
             log(f"      {graph}: unchanged, reused")
         else:
             t0 = time.time()
@@ -175,15 +183,19 @@ def build(source: str, out_root: Path, limits: EngineLimits, *, require_trt=Fals
             _check_graph(path)
             res.op_problems = check_model(path).problems
             if parity and limits.precision != "bf16" and limits.codec_precision != "bf16":
-                res.parity = ort_parity(modules[graph], specs[graph], path)
+                res.parity, res.parity_limit = ort_parity(modules[graph], specs[graph], path), parity_limit(graph, limits)
+                if res.parity_limit is not None and not res.parity <= res.parity_limit:
+                    raise BuildError(f"{graph}: ONNX Runtime differs from PyTorch by {res.parity:.1e}, more than the "
+                                     f"{res.parity_limit:.0e} this graph is allowed: the exported graph is not "
+                                     "faithful; report it with the build log (--skip-parity builds anyway, unchecked)")
             elif parity:
                 res.parity_note = "bf16: ONNX Runtime has no CPU kernels; compare on the GPU"
             log(f"      {graph}: exported in {time.time() - t0:.1f} s, ops {'OK' if not res.op_problems else res.op_problems}"
                 + (f", parity {res.parity:.1e}" if res.parity is not None else ""))
             files = _file_hashes(path)
         res.onnx_bytes = sum(p.stat().st_size for p in _files(path))
-        entries[graph] = dict(key=key, onnx=path.name, files=files,
-                              parity_max_abs=res.parity, op_problems=res.op_problems, engine=None,
+        entries[graph] = dict(key=key, onnx=path.name, files=files, sizes={p.name: p.stat().st_size for p in _files(path)},
+                              parity_max_abs=res.parity, parity_limit=res.parity_limit, op_problems=res.op_problems, engine=None,
                               not_built_reason=None)
         results.append((res, prev))
 
@@ -204,18 +216,21 @@ def build(source: str, out_root: Path, limits: EngineLimits, *, require_trt=Fals
             engine_path = out_dir / f"{res.name}.engine"
             entry = entries[res.name]
             if res.reused and prev.get("engine") and engine_path.exists() and prev.get("engine_key") == entry["key"]:
-                entry.update(engine=engine_path.name, engine_sha256=prev.get("engine_sha256"), engine_key=entry["key"])
+                entry.update(engine=engine_path.name, engine_sha256=prev.get("engine_sha256"), engine_key=entry["key"],
+                             engine_bytes=engine_path.stat().st_size)
                 res.engine = "reused"
                 continue
             build_engine(out_dir / entry["onnx"], engine_path, specs[res.name], ranges, out_dir.parent / "timing.cache",
                          opt_level=opt_level, log=log)
-            entry.update(engine=engine_path.name, engine_sha256=_sha256(engine_path), engine_key=entry["key"])
+            entry.update(engine=engine_path.name, engine_sha256=_sha256(engine_path), engine_key=entry["key"],
+                         engine_bytes=engine_path.stat().st_size)
             res.engine = f"{engine_path.stat().st_size / 1e6:.1f} MB"
 
     log("[5/6] manifest")
     manifest = dict(
         schema=SCHEMA,
-        model=dict(name=name, source=str(source), variant=cfg.variant, size=cfg.size, config_hash=cfg.config_hash),
+        model=dict(name=name, source=str(source), variant=cfg.variant, size=cfg.size, config_hash=cfg.config_hash,
+                   weights=weights),
         gpu=gpu,
         versions=dict(tensorrt=trt_ver, torch=torch.__version__, onnx=_version("onnx"),
                       onnxruntime=_version("onnxruntime"), python=platform.python_version()),
@@ -230,7 +245,7 @@ def build(source: str, out_root: Path, limits: EngineLimits, *, require_trt=Fals
     return json.loads(text)  # exactly what the file holds
 
 
-def _previous_manifest(out_dir: Path, config_hash: str, gpu: dict | None, force: bool) -> dict | None:
+def _previous_manifest(out_dir: Path, config_hash: str, weights: str, gpu: dict | None, force: bool) -> dict | None:
     path = out_dir / MANIFEST
     if not path.is_file():
         return None
@@ -245,6 +260,10 @@ def _previous_manifest(out_dir: Path, config_hash: str, gpu: dict | None, force:
         raise EngineMismatchError(
             f"{out_dir} holds a build of another model ({old_model.get('name')!r}, config {old_model.get('config_hash')}); "
             "pass --force to replace it or choose another --out")
+    if old_model.get("weights") not in (None, weights):  # same config, other weights: another checkpoint
+        raise EngineMismatchError(
+            f"{out_dir} holds a build of another checkpoint with the same config but other weights (built from "
+            f"{old_model.get('source')!r}); pass --force to replace it or choose another --out")
     old_gpu = (old.get("gpu") or {}).get("name")
     if old_gpu != (gpu or {}).get("name"):
         raise EngineMismatchError(
@@ -269,9 +288,10 @@ def _version(module: str) -> str | None:
 
 
 def summary_table(results: list[GraphResult]) -> str:
-    rows = [("graph", "onnx", "parity max|diff|", "TensorRT ops", "engine")]
+    rows = [("graph", "onnx", "parity max|diff| (limit)", "TensorRT ops", "engine")]
     for r in results:
-        parity = f"{r.parity:.1e}" if r.parity is not None else (r.parity_note or "skipped")
+        parity = (f"{r.parity:.1e}" + (f" (<= {r.parity_limit:.0e})" if r.parity_limit is not None else "")
+                  if r.parity is not None else (r.parity_note or "skipped"))
         ops = "OK" if not r.op_problems else f"{len(r.op_problems)} problem(s)"
         onnx_size = f"{r.onnx_bytes / 1e6:.1f} MB" + (" (reused)" if r.reused else "")
         rows.append((r.name, onnx_size, parity, ops, r.engine or r.engine_note))

@@ -65,6 +65,21 @@ PRESETS["1.7b"]["talker"].update(hidden_size=2048, intermediate_size=6144)
 PRESETS["1.7b"]["size"] = "1b7"
 
 
+# The speech tokenizer's encoder_config as the official checkpoint's config.json spells it out: every
+# model field of transformers 4.57's MimiConfig, written from this table (not from the installed
+# transformers, whose 5.x config class has other fields), so other tools' converters find each key.
+OFFICIAL_MIMI_CONFIG = dict(
+    sampling_rate=24000, frame_rate=12.5, audio_channels=1, hidden_size=512, num_filters=64, num_residual_layers=1,
+    upsampling_ratios=[8, 6, 5, 4], kernel_size=7, last_kernel_size=3, residual_kernel_size=3,
+    dilation_growth_rate=2, use_causal_conv=True, pad_mode="constant", compress=2, trim_right_ratio=1.0,
+    codebook_size=2048, codebook_dim=256, num_quantizers=32, use_conv_shortcut=False,
+    vector_quantization_hidden_dimension=256, upsample_groups=512, num_hidden_layers=8, intermediate_size=2048,
+    num_attention_heads=8, num_key_value_heads=8, hidden_act="gelu", max_position_embeddings=8000,
+    initializer_range=0.02, norm_eps=1e-05, use_cache=False, use_streaming=False, rope_theta=10000.0,
+    sliding_window=250, attention_dropout=0.0, head_dim=64, layer_scale_initial_scale=0.01, attention_bias=False,
+    num_semantic_quantizers=1)
+
+
 def build_configs(preset: str, variant: str) -> tuple[dict, dict, dict]:
     p = PRESETS[preset]
     t, pr, c = p["talker"], p["predictor"], p["codec"]
@@ -100,9 +115,7 @@ def build_configs(preset: str, variant: str) -> tuple[dict, dict, dict]:
     generation = dict(do_sample=True, temperature=0.9, top_k=50, top_p=1.0, repetition_penalty=1.05,
                       subtalker_dosample=True, subtalker_temperature=0.9, subtalker_top_k=50,
                       subtalker_top_p=1.0, max_new_tokens=8192)
-    mimi = dict(model_type="mimi", sampling_rate=24000, frame_rate=12.5, upsampling_ratios=[8, 6, 5, 4],
-                num_quantizers=32, codebook_size=2048, use_causal_conv=True, sliding_window=250,
-                **p["mimi"])
+    mimi = dict(model_type="mimi", **dict(OFFICIAL_MIMI_CONFIG, **p["mimi"]))
     codec = dict(
         model_type="qwen3_tts_tokenizer_12hz", architectures=["Qwen3TTSTokenizerV2Model"],
         encoder_valid_num_quantizers=16, input_sample_rate=24000, output_sample_rate=24000,

@@ -40,6 +40,11 @@ def resolve_checkpoint(name_or_path: str | os.PathLike) -> Path:
     text = str(name_or_path)
     if path.exists() or text.count("/") != 1 or text.startswith((".", "/", "~")):
         raise CheckpointError(f"checkpoint directory not found: {text}")
+    if path.parent.is_dir():  # "checkpoints/tiny-custom-voce": a local folder exists, so a typo, not a hub id
+        near = sorted(p.name for p in path.parent.iterdir() if p.is_dir())[:8]
+        raise CheckpointError(f"checkpoint directory not found: {text} (the folder {path.parent}/ exists"
+                              + (f" and holds: {', '.join(near)}" if near else "") + "; a hub id would not name a "
+                              "local folder)")
     try:
         from huggingface_hub import snapshot_download
 

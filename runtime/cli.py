@@ -1,16 +1,27 @@
 """Command line: `qwen3-tts-trt say "text" -o out.wav` and `qwen3-tts-trt bench`.
 
-Both stream through the `Synthesizer` on the backend you name (`--backend auto` picks TensorRT
-engines if they load here, else the ONNX graphs of the build, else PyTorch). The build folder
-defaults to builds/<this GPU or cpu>/<model folder name> when it exists.
+Both stream through the `Synthesizer` on the backend you name (`--backend auto` runs the build's
+TensorRT engines, or its ONNX graphs on a build without engines, or PyTorch when there is no
+build; a build that cannot run here is an error unless `--fallback` is given). The build folder
+defaults to builds/<this GPU or cpu>/<model folder name> when it exists; the runtime checks that
+it was built from this very checkpoint.
+
+Every failure is one line on stderr and exit status 2 (1 for a bug), before any model is loaded
+where it can be found then. Audio goes to a temporary file next to the output and is moved into
+place only when there is audio, so a failed or empty run never replaces an existing file. Ctrl-C
+(or SIGTERM) keeps the audio made so far as a valid file and exits 130 (143 for SIGTERM).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
+import os
+import signal
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -21,8 +32,144 @@ BENCH_TEXTS = [
     "Your order has shipped and should arrive on Thursday, between nine and noon.",
     "I'm sorry, I didn't catch that. Could you say the account number again, slowly?",
 ]
+# Output formats by extension: what soundfile (libsndfile) writes, with the sample type used.
+AUDIO_FORMATS = {".wav": ("WAV", "PCM_16"), ".flac": ("FLAC", "PCM_16"), ".ogg": ("OGG", "VORBIS"),
+                 ".mp3": ("MP3", "MPEG_LAYER_III"), ".aiff": ("AIFF", "PCM_16")}
 
 
+class UsageError(Qwen3TTSError):
+    """A command-line argument that cannot work (found before any model is loaded)."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM, delivered like Ctrl-C so that the same clean-up runs."""
+
+    exit_status = 143
+
+
+# -- argument types: one line each, found by argparse before anything runs -----------------------
+def _int_at_least(low: int, what: str = ""):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}{what}, got {value}")
+        return value
+
+    return parse
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (the error and where to read more), exit 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
+# -- output files -----------------------------------------------------------------------------
+def _output_format(path: Path) -> tuple[str, str]:
+    fmt = AUDIO_FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        what = f"extension {path.suffix!r}" if path.suffix else "no extension"
+        raise UsageError(f"output {path} has {what}: name it with one of {', '.join(AUDIO_FORMATS)}")
+    import soundfile as sf
+
+    if fmt[0] not in sf.available_formats():
+        raise UsageError(f"this libsndfile ({sf.__libsndfile_version__}) cannot write {fmt[0]}: use .wav or .flac")
+    return fmt
+
+
+def _check_output(path: Path, *, audio: bool) -> None:
+    """Everything that would make writing `path` fail, found before any model is loaded."""
+    if path.is_dir():
+        raise UsageError(f"output {path} is a directory: give a file name, e.g. {path / 'out.wav'}")
+    if audio:
+        _output_format(path)
+    ancestor = path.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise UsageError(f"output {path} lies under {ancestor}, which is a file, not a directory")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise UsageError(f"cannot write to {ancestor}: choose another output path")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise UsageError(f"output {path} exists and is read-only: choose another output path")
+
+
+class AtomicOutput:
+    """A temporary file beside `path` (created now: proves the folder is writable), moved onto
+    `path` by `commit()`, removed by `discard()`: the user's file changes only when there is a
+    complete new one."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.created = []  # folders made for it, removed again if nothing is committed
+        folder = path.parent
+        while not folder.exists():
+            self.created.append(folder)
+            folder = folder.parent
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+        except OSError as exc:
+            self._remove_created()
+            raise UsageError(f"cannot write {path}: {exc.strerror or exc}: choose another output path") from None
+        os.close(fd)
+        self.tmp = Path(tmp)
+        self.committed = False
+
+    def commit(self) -> None:
+        if self.path.exists():  # keep the permissions the user gave the file it replaces
+            os.chmod(self.tmp, self.path.stat().st_mode & 0o7777)
+        else:
+            os.chmod(self.tmp, 0o666 & ~_umask())
+        os.replace(self.tmp, self.path)
+        self.committed = True
+
+    def discard(self) -> None:
+        if not self.committed:
+            self.tmp.unlink(missing_ok=True)
+            self._remove_created()
+
+    def _remove_created(self) -> None:
+        for folder in self.created:  # deepest first
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# -- text ---------------------------------------------------------------------------------------
+def _read_text(args) -> str:
+    if args.text_file is not None and args.text is not None:
+        raise UsageError("give the text or --text-file, not both")
+    source = args.text_file if args.text_file is not None else args.text
+    if source is None:
+        raise UsageError("no text: give it as an argument, '-' to read standard input, or --text-file PATH")
+    if source == "-" and args.text_file is None or args.text_file == "-":
+        data, where = sys.stdin.buffer.read(), "standard input"
+    elif args.text_file is not None:
+        try:
+            data, where = Path(source).read_bytes(), source
+        except OSError as exc:
+            raise UsageError(f"cannot read --text-file {source}: {exc.strerror or exc}") from None
+    else:
+        return source
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{where} is not UTF-8 text (byte {exc.start}): convert it to UTF-8") from None
+
+
+# -- commands -----------------------------------------------------------------------------------
 def _default_build_dir(model: str) -> Path | None:
     from .device_info import detect_gpu
 
@@ -36,40 +183,85 @@ def _open(args):
 
     build_dir = args.build_dir or _default_build_dir(args.model)
     options = StreamOptions(chunk_ramp=tuple(args.chunk_ramp), pcm16=getattr(args, "pcm16", False))
-    synth = Synthesizer.open(args.model, build_dir, args.backend, options=options)
+    synth = Synthesizer.open(args.model, build_dir, args.backend, options=options, fallback=args.fallback)
     if not args.no_warmup:
         synth.warmup()
     return synth
 
 
-def _voice(args):
+def _voice(args, synth=None):
     from .prompt import Voice
 
-    return Voice(speaker=args.speaker, language=args.language, instruct=args.instruct,
-                 non_streaming_text=args.non_streaming_text)
+    non_streaming = args.non_streaming_text
+    if args.official_layout and synth is not None:  # what the official generate_* calls default to
+        non_streaming = synth.config.variant != "base"
+    return Voice(speaker=args.speaker, language=args.language, instruct=args.instruct, non_streaming_text=non_streaming)
 
 
 def _params(synth, args, seed=None):
-    from .sampling import SamplingParams
-
     overrides = dict(max_new_tokens=args.max_new_tokens, seed=args.seed if seed is None else seed)
-    return SamplingParams.greedy(**overrides) if args.greedy else synth.default_params(**overrides)
+    return synth.greedy_params(**overrides) if args.greedy else synth.default_params(**overrides)
+
+
+def _list_voices(args) -> int:
+    from .checkpoint import resolve_checkpoint
+    from .config import load_model_config
+
+    cfg = load_model_config(resolve_checkpoint(args.model))
+    print(f"{args.model}: {cfg.variant} {cfg.size}")
+    if cfg.speakers:
+        dialect = {k: f" ({v})" if v else "" for k, v in cfg.speaker_dialects.items()}
+        print("speakers: " + ", ".join(f"{s}{dialect.get(s, '')}" for s in cfg.speakers))
+    elif cfg.variant == "base":
+        print("speakers: none (a Base checkpoint clones a voice from a reference)")
+    else:
+        print("speakers: none (describe the voice with --instruct)")
+    print("languages: " + ", ".join(cfg.public_languages))
+    return 0
 
 
 def _say(args) -> int:
+    if args.list_voices:
+        return _list_voices(args)
+    text = _read_text(args)
+    output = Path(args.output)
+    _check_output(output, audio=True)
+    fmt, subtype = _output_format(output)
     import soundfile as sf
 
-    t0 = time.perf_counter()
-    synth = _open(args)
-    t_load = time.perf_counter() - t0
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    with sf.SoundFile(args.output, "w", samplerate=synth.sample_rate, channels=1, subtype="PCM_16") as wav:
-        for chunk in synth.stream(args.text, _voice(args), _params(synth, args)):
-            wav.write(chunk.samples)
+    target = AtomicOutput(output)  # before loading: proves the folder takes a new file
+    samples = 0
+    try:
+        t0 = time.perf_counter()
+        synth = _open(args)
+        t_load = time.perf_counter() - t0
+        voice, params = _voice(args, synth), _params(synth, args)
+        with sf.SoundFile(target.tmp, "w", samplerate=synth.sample_rate, channels=1, format=fmt, subtype=subtype) as f:
+            try:
+                for chunk in synth.stream(text, voice, params):
+                    f.write(chunk.samples)
+                    samples += len(chunk.samples)
+            except KeyboardInterrupt:
+                signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not break the clean-up
+                raise
+        if not samples:
+            raise Qwen3TTSError(f"no audio was made (the model ended at once); {output} was left as it was")
+        target.commit()
+    except KeyboardInterrupt as stop:
+        if samples:
+            target.commit()
+            stop.note = f"wrote {output} with the {samples / synth.sample_rate:.2f} s of audio made so far"
+        else:
+            target.discard()
+            stop.note = f"no audio yet; {output} was left as it was"
+        raise
+    finally:
+        target.discard()  # a no-op after commit
     m = synth.last_metrics
-    print(f"wrote {args.output}: {m.audio_seconds:.2f} s of audio, {m.frames} frames, end: {m.end_reason}; "
-          f"backend {m.backend}, load {t_load:.1f} s, first chunk {m.ttfc_ms:.0f} ms, xRT {m.xrt:.1f}, "
-          f"host {m.host_us_per_frame:.0f} us/frame")
+    if not args.quiet:
+        print(f"wrote {output}: {m.audio_seconds:.2f} s of audio, {m.frames} frames, end: {m.end_reason}; "
+              f"backend {m.backend}, load {t_load:.1f} s, first chunk {m.ttfc_ms:.0f} ms, xRT {m.xrt:.1f}, "
+              f"host {m.host_us_per_frame:.0f} us/frame")
     return 0
 
 
@@ -79,7 +271,9 @@ def _percentile(values, q):
 
 
 def bench_report(runs: list[dict]) -> dict:
-    ttfc = [r["ttfc_ms"] for r in runs]
+    if not runs:
+        raise UsageError("no runs were made: give --runs 1 or more")
+    ttfc = [r["ttfc_ms"] for r in runs if r["ttfc_ms"] is not None] or [float("nan")]
     return dict(
         runs=len(runs),
         ttfc_ms_p50=_percentile(ttfc, 50), ttfc_ms_p95=_percentile(ttfc, 95),
@@ -92,14 +286,16 @@ def bench_report(runs: list[dict]) -> dict:
 
 
 def _bench(args) -> int:
+    if args.json:
+        _check_output(Path(args.json), audio=False)
     synth = _open(args)
     runs = []
     for i in range(args.runs):
         text = BENCH_TEXTS[i % len(BENCH_TEXTS)]
-        for _ in synth.stream(text, _voice(args), _params(synth, args, seed=args.seed + i)):
+        for _ in synth.stream(text, _voice(args, synth), _params(synth, args, seed=args.seed + i)):
             pass
         runs.append(synth.last_metrics.to_dict())
-    report = dict(bench_report(runs), backend=synth.backend_name, model=args.model,
+    report = dict(bench_report(runs), backend=synth.backend_name, fallback=synth.backend.fallback, model=args.model,
                   greedy=args.greedy, max_new_tokens=args.max_new_tokens, per_run=runs)
     rows = [("TTFC p50", f"{report['ttfc_ms_p50']:.1f} ms"), ("TTFC p95", f"{report['ttfc_ms_p95']:.1f} ms"),
             ("per frame", f"{report['ms_per_frame']:.2f} ms"), ("engine per frame", f"{report['engine_ms_per_frame']:.2f} ms"),
@@ -109,50 +305,103 @@ def _bench(args) -> int:
     for k, v in rows:
         print(f"  {k:<24}{v}")
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(report, indent=1))
+        target = AtomicOutput(Path(args.json))
+        try:
+            target.tmp.write_text(json.dumps(report, indent=1))
+            target.commit()
+        finally:
+            target.discard()
         print(f"wrote {args.json}")
     return 0
 
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("-m", "--model", required=True, help="checkpoint directory or hub id")
-    p.add_argument("--backend", default="auto", choices=["auto", "tensorrt", "onnx", "torch"])
-    p.add_argument("--build-dir", help="builds/<gpu>/<model> folder (default: found from the model name)")
-    p.add_argument("--speaker", help="CustomVoice speaker name")
-    p.add_argument("--language", default="auto")
+    p.add_argument("--backend", default="auto", choices=["auto", "tensorrt", "onnx", "torch"],
+                   help="auto: the build's TensorRT engines, else its ONNX graphs; PyTorch without a build")
+    p.add_argument("--fallback", action="store_true",
+                   help="if the build cannot run here, run the next backend (said on stderr) instead of failing")
+    p.add_argument("--build-dir", help="build folder (default: builds/<gpu or cpu>/<model folder name> if it exists)")
+    p.add_argument("--speaker", help="CustomVoice speaker name (--list-voices shows them)")
+    p.add_argument("--language", default="auto", help="language name, or auto (--list-voices shows them)")
     p.add_argument("--instruct", help="voice description (VoiceDesign, 1.7B CustomVoice)")
-    p.add_argument("--greedy", action="store_true", help="argmax decoding instead of sampling")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--max-new-tokens", type=int, default=2048)
-    p.add_argument("--chunk-ramp", type=int, nargs="+", default=[1, 2, 4, 8, 10], help="frames per chunk")
-    p.add_argument("--non-streaming-text", action="store_true", help="feed the whole text in the prefill")
-    p.add_argument("--no-warmup", action="store_true")
+    p.add_argument("--greedy", action="store_true",
+                   help="argmax decoding (with the checkpoint's repetition penalty) instead of sampling")
+    p.add_argument("--seed", type=_int_at_least(0), default=0, help="random seed for sampling")
+    p.add_argument("--max-new-tokens", type=_int_at_least(2, " (one frame needs two)"), default=2048,
+                   help="codebook-0 samples per text piece, as the official max_new_tokens (frames = this - 1)")
+    p.add_argument("--chunk-ramp", type=_int_at_least(1), nargs="+", default=[1, 2, 4, 8, 10],
+                   help="frames per audio chunk, in order; the last size repeats")
+    layout = p.add_mutually_exclusive_group()
+    layout.add_argument("--non-streaming-text", action="store_true",
+                        help="feed the whole text in the prefill (official non_streaming_mode=True)")
+    layout.add_argument("--official-layout", action="store_true",
+                        help="the official generate_* default: whole text in the prefill for CustomVoice and "
+                             "VoiceDesign, streaming text for clones (default here: streaming text, lower latency)")
+    p.add_argument("--no-warmup", action="store_true", help="skip the warm-up run after loading")
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("qwen3-tts-trt")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="qwen3-tts-trt", description="Qwen3-TTS streaming runtime")
-    sub = ap.add_subparsers(dest="command", required=True)
-    say = sub.add_parser("say", help="synthesize text to a WAV file, streaming")
-    say.add_argument("text")
-    say.add_argument("-o", "--output", default="out.wav")
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+    ap = _Parser(prog="qwen3-tts-trt", description="Qwen3-TTS streaming runtime", formatter_class=fmt)
+    ap.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    sub = ap.add_subparsers(dest="command", required=True, metavar="{say,bench}")
+    say = sub.add_parser("say", help="synthesize text to an audio file, streaming", formatter_class=fmt,
+                         description="Synthesize text to an audio file (.wav, .flac, .ogg, .mp3, .aiff).")
+    say.add_argument("text", nargs="?", help="the text; '-' reads standard input")
+    say.add_argument("-f", "--text-file", help="read the text from this UTF-8 file ('-': standard input)")
+    say.add_argument("-o", "--output", default="out.wav", help="audio file to write (format from the extension)")
+    say.add_argument("--list-voices", action="store_true", help="list the checkpoint's speakers and languages, and exit")
+    say.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
     _common(say)
     say.set_defaults(func=_say)
-    bench = sub.add_parser("bench", help="time to first chunk, ms per frame, xRT, host overhead")
-    bench.add_argument("--runs", type=int, default=6)
+    bench = sub.add_parser("bench", help="time to first chunk, ms per frame, xRT, host overhead", formatter_class=fmt)
+    bench.add_argument("--runs", type=_int_at_least(1), default=6, help="utterances to time")
     bench.add_argument("--json", help="write the report here")
     _common(bench)
     bench.set_defaults(func=_bench)
     return ap
 
 
+def _quiet_libraries() -> None:
+    """No library chatter on every run: transformers' advisory warnings (tokenizer regex notes,
+    version hints) say nothing a user of this CLI can act on."""
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    logging.basicConfig(format="warning: %(message)s", level=logging.WARNING)
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    _quiet_libraries()
+
+    def on_sigterm(signum, frame):
+        raise Interrupted()
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
     try:
         return args.func(args)
+    except KeyboardInterrupt as stop:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        print(f"interrupted: {getattr(stop, 'note', 'nothing was written')}", file=sys.stderr)
+        return getattr(stop, "exit_status", 130)
     except Qwen3TTSError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # disk full, a file vanished mid-run: say which, no traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,8 @@ class CheckpointError(Qwen3TTSError):
 
 
 class PromptError(Qwen3TTSError, ValueError):
-    """The request cannot be turned into a prompt: empty text, unknown speaker or language, ..."""
+    """The request cannot be served: empty or invalid text, unknown speaker or language, a
+    sampling setting out of range, ..."""
 
 
 class EngineMismatchError(Qwen3TTSError):

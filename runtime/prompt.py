@@ -178,11 +178,15 @@ class PromptBuilder:
         return self.emb.codec([self.cfg.speakers[name]])
 
     def _tokenize_text(self, text: str) -> list[int]:
-        if not isinstance(text, str) or not text.strip():
+        if not isinstance(text, str):
+            raise PromptError(f"text must be a str, not {type(text).__name__}")
+        if not text.strip():
             raise PromptError("text is empty: nothing to say")
+        self.tok.check_text(text, ids=[])  # valid Unicode first: the tokenizer cannot take a lone surrogate
         ids = self.tok.encode(ASSISTANT_TEMPLATE.format(text=text))
         if len(ids) <= ROLE_LEN + ASSISTANT_SUFFIX_LEN:
             raise PromptError("text is empty after tokenization: nothing to say")
+        self.tok.check_text(text, ids=ids[ROLE_LEN:-ASSISTANT_SUFFIX_LEN])
         return ids
 
     # -- layout -------------------------------------------------------------------------------
@@ -194,11 +198,14 @@ class PromptBuilder:
         icl = voice.ref_codes is not None
         if icl and not voice.ref_text:
             raise PromptError("an ICL clone prompt needs the reference transcript (ref_text)")
+        if icl:
+            self.tok.check_text(voice.ref_text, "the reference transcript")
 
         emb = self.emb
         tb, te, tp = emb.text([ids.tts_bos, ids.tts_eos, ids.tts_pad]).split(1, dim=1)
         parts = []
         if voice.instruct:
+            self.tok.check_text(voice.instruct, "the instruct")
             if self.cfg.supports_instruct:
                 parts.append(emb.text(self.tok.encode(INSTRUCT_TEMPLATE.format(text=voice.instruct))))
             else:  # the official wrapper drops it too ([W] L799-800)

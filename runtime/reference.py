@@ -30,6 +30,16 @@ class Reference:
         return self.generator.generate(self.prompt(text, voice), params)
 
     @torch.inference_mode()
-    def decode(self, codes: torch.Tensor) -> torch.Tensor:
-        """codes [F, G] -> PCM [F * samples_per_frame] (float32, 24 kHz)."""
-        return self.nets.codec.decode(codes.T[None].to(torch.long))[0].float()
+    def decode(self, codes: torch.Tensor, ref_codes: torch.Tensor | None = None) -> torch.Tensor:
+        """codes [F, G] -> PCM [F * samples_per_frame] (float32, 24 kHz).
+
+        For an ICL clone pass the reference codes [R, G]: as the official wrapper does, they are
+        decoded in front of the generated codes (the codec's left context) and their audio is cut
+        off, at int(R / (R + F) * samples), which float rounding sometimes puts one sample short."""
+        codes = torch.as_tensor(codes).to(torch.long)
+        if ref_codes is None:
+            return self.nets.codec.decode(codes.T[None])[0].float()
+        ref = torch.as_tensor(ref_codes).to(torch.long)
+        wav = self.nets.codec.decode(torch.cat([ref, codes]).T[None])[0].float()
+        cut = int(ref.shape[0] / (ref.shape[0] + codes.shape[0]) * wav.shape[0])
+        return wav[cut:]

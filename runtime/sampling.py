@@ -28,8 +28,42 @@ class SamplingParams(SamplingDefaults):
         return replace(cls(**asdict(d)), **overrides)
 
     @classmethod
-    def greedy(cls, **overrides) -> "SamplingParams":
-        return cls(do_sample=False, subtalker_do_sample=False, **overrides)
+    def greedy(cls, defaults: SamplingDefaults | None = None, **overrides) -> "SamplingParams":
+        """Argmax decoding. Pass the checkpoint's defaults (`config.sampling`, or use
+        `Synthesizer.greedy_params()`) to decode like the official `do_sample=False`, which keeps
+        the checkpoint's repetition penalty; without them the class defaults apply (penalty 1.05,
+        the released checkpoints' value)."""
+        base = cls(**asdict(defaults)) if defaults is not None else cls()
+        return replace(base, do_sample=False, subtalker_do_sample=False, **overrides)
+
+    def validate(self, top_k_max: int | None = None) -> "SamplingParams":
+        """Raise PromptError naming the first setting no generation can run with; return self."""
+        from .errors import PromptError
+
+        def need(ok: bool, what: str) -> None:
+            if not ok:
+                raise PromptError(f"invalid sampling setting: {what}")
+
+        def integer(v) -> bool:
+            return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+        need(integer(self.max_new_tokens) and self.max_new_tokens >= 2,
+             f"max_new_tokens must be an integer >= 2 (one frame needs two samples), got {self.max_new_tokens!r}")
+        need(integer(self.min_new_tokens) and self.min_new_tokens >= 0, f"min_new_tokens must be >= 0, got {self.min_new_tokens!r}")
+        need(self.seed is None or (integer(self.seed) and 0 <= self.seed < 2 ** 63),
+             f"seed must be None or an integer in 0..2**63-1, got {self.seed!r}")
+        need(self.repetition_penalty > 0, f"repetition_penalty must be > 0, got {self.repetition_penalty!r}")
+        if self.do_sample:
+            need(self.temperature > 0, f"temperature must be > 0 when sampling (use greedy for argmax), got {self.temperature!r}")
+            need(integer(self.top_k) and self.top_k >= 0, f"top_k must be an integer >= 0 (0: off), got {self.top_k!r}")
+            need(0 < self.top_p <= 1, f"top_p must be in (0, 1], got {self.top_p!r}")
+        if self.subtalker_do_sample:
+            need(self.subtalker_temperature > 0, f"subtalker_temperature must be > 0, got {self.subtalker_temperature!r}")
+            need(0 < self.subtalker_top_p <= 1, f"subtalker_top_p must be in (0, 1], got {self.subtalker_top_p!r}")
+            if top_k_max is not None:
+                need(integer(self.subtalker_top_k) and 0 < self.subtalker_top_k <= top_k_max,
+                     f"subtalker_top_k must be in 1..{top_k_max} (the engines' top-k width), got {self.subtalker_top_k!r}")
+        return self
 
 
 def _warp(scores: torch.Tensor, temperature: float, top_k: int, top_p: float) -> torch.Tensor:

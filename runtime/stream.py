@@ -28,10 +28,11 @@ import torch
 from .backends import open_backend
 from .backends.base import Backend
 from .checkpoint import resolve_checkpoint
+from .config import ASSISTANT_TEMPLATE
 from .decode_loop import FrameLoop
 from .embed import Embedder
 from .errors import PromptError
-from .prompt import Prompt, PromptBuilder, Voice
+from .prompt import ASSISTANT_SUFFIX_LEN, ROLE_LEN, Prompt, PromptBuilder, Voice
 from .sampling import SamplingParams
 from .text import TextTokenizer
 from .text_split import split_text
@@ -44,6 +45,7 @@ class StreamOptions:
     base_frames: int = 50  # EOS guard: 4 s of audio ...
     frames_per_token: float = 10.0  # ... plus 0.8 s per text token (speech runs at ~3-5 frames a token)
     max_frames: int = 4096  # absolute cap per segment (5.5 minutes)
+    max_text_chars: int = 100_000  # longer requests are refused (about two hours of speech): bounded memory
 
 
 @dataclass
@@ -52,6 +54,7 @@ class AudioChunk:
     sample_rate: int
     index: int
     frames: int
+    codes: torch.Tensor | None = None  # [frames, 16] int64: the codes this audio was decoded from (cache, re-vocode)
 
     @property
     def seconds(self) -> float:
@@ -73,6 +76,7 @@ class UtteranceMetrics:
     end_reason: str  # eos | frame_cap | max_new_tokens | context | cancelled
     segments: int
     chunks: int
+    fallback: str | None = None  # why `auto` runs this backend instead of the build's (None: no fallback)
 
     @property
     def ms_per_frame(self) -> float:
@@ -108,8 +112,10 @@ class Synthesizer:
 
     @classmethod
     def open(cls, checkpoint, build_dir: str | Path | None = None, backend: str = "auto", *,
-             options: StreamOptions = StreamOptions(), device=None) -> "Synthesizer":
-        return cls(open_backend(backend, checkpoint, build_dir, device=device), checkpoint, options)
+             options: StreamOptions = StreamOptions(), device=None, fallback: bool = False) -> "Synthesizer":
+        """`backend="auto"` runs the best backend the build supports; a build that cannot run here
+        is an error unless `fallback=True` (then the reason is logged and kept in the metrics)."""
+        return cls(open_backend(backend, checkpoint, build_dir, device=device, fallback=fallback), checkpoint, options)
 
     @property
     def backend_name(self) -> str:
@@ -119,46 +125,80 @@ class Synthesizer:
     def default_params(self, **overrides) -> SamplingParams:
         return SamplingParams.from_defaults(self.config.sampling, **overrides)
 
+    def greedy_params(self, **overrides) -> SamplingParams:
+        """Argmax decoding from the checkpoint's generation_config (as the official do_sample=False)."""
+        return SamplingParams.greedy(self.config.sampling, **overrides)
+
     def cancel(self) -> None:
         """Stop the utterance in progress at the next frame."""
         self._cancel.set()
 
     def prepare(self, text: str, voice: Voice = Voice(), params: SamplingParams | None = None) -> list[Prompt]:
         """Validate the request and build one prompt per piece of text (errors surface here)."""
-        limits = self.backend.limits
-        max_frames = (params or self.default_params()).max_new_tokens - 1
-        if not isinstance(text, str) or not text.strip():
-            raise PromptError("text is empty: nothing to say")
+        return [self.prompts.build(piece, voice) for piece in self._plan(text, voice, params)]
 
-        built: dict[str, Prompt] = {}  # the usual single piece is built once, not twice
+    def _plan(self, text: str, voice: Voice, params: SamplingParams | None) -> list[str]:
+        """Validate everything about the request and split its text into pieces that each fit one
+        context. Only strings are kept: prompts are built one at a time as the stream reaches
+        them, so memory stays bounded whatever the text."""
+        limits = self.backend.limits
+        params = params or self.default_params()
+        if not isinstance(params, SamplingParams):
+            raise PromptError(f"params must be SamplingParams, not {type(params).__name__}")
+        params.validate(limits.top_k_max)
+        if not isinstance(voice, Voice):
+            raise PromptError(f"voice must be a Voice, not {type(voice).__name__}")
+        if not isinstance(text, str):
+            raise PromptError(f"text must be a str, not {type(text).__name__}")
+        if not text.strip():
+            raise PromptError("text is empty: nothing to say")
+        if len(text) > self.options.max_text_chars:
+            raise PromptError(f"text has {len(text):,} characters; one request takes at most "
+                              f"{self.options.max_text_chars:,} (StreamOptions.max_text_chars): send it in parts")
+        self.prompts.tok.check_text(text)  # the whole text once: a later piece cannot fail mid-stream
+        self.prompts.build("a", voice)  # the voice's own problems, before any splitting
+        max_frames = params.max_new_tokens - 1
+        # A piece's prompt lengths depend only on its token count (the voice being fixed), so each
+        # count is built once: splitting then costs a tokenization per test, not a prompt build.
+        sizes: dict[int, tuple[int, int, int]] = {}
+
+        def size(piece: str) -> tuple[int, int, int] | None:
+            """(prompt length, text positions, EOS-guard frames) of `piece`; None: not a length problem."""
+            n = len(self.prompts.tok.encode(ASSISTANT_TEMPLATE.format(text=piece))) - ROLE_LEN - ASSISTANT_SUFFIX_LEN
+            if n >= limits.max_context:
+                return limits.max_prompt + 1, n, 0  # hopeless: nothing built for it
+            if n not in sizes:
+                try:
+                    p = self.prompts.build(piece, voice)
+                except PromptError:
+                    return None  # e.g. only spaces: the check below reports it
+                sizes[n] = (p.length, p.text_positions, min(self._frame_cap(p), max_frames))
+            return sizes[n]
 
         def fits(piece: str) -> bool:
-            try:
-                p = built[piece] = self.prompts.build(piece, voice)
-            except PromptError:
-                return True  # not a length problem: let the full build below report it
+            s = size(piece)
             # the text inputs and the frames the EOS guard allows must fit one context
-            needed = p.text_positions + min(self._frame_cap(p), max_frames)
-            return p.length <= limits.max_prompt and needed < limits.max_context
+            return s is None or (s[0] <= limits.max_prompt and s[1] + s[2] < limits.max_context)
 
-        prompts = [built.get(piece) or self.prompts.build(piece, voice) for piece in split_text(text, fits)]
-        for p in prompts:
-            if p.length > limits.max_prompt or p.text_positions >= limits.max_context:
-                raise PromptError(f"the voice prompt alone needs {p.length} positions; the engines hold "
+        pieces = split_text(text, fits)
+        for piece in pieces:
+            length, positions, _ = size(piece) or (0, 0, 0)
+            if length > limits.max_prompt or positions >= limits.max_context:
+                raise PromptError(f"the voice prompt alone needs {length} positions; the engines hold "
                                   f"{limits.max_prompt}: shorten the instruct or reference, or rebuild with more")
-        return prompts
+        return pieces
 
     def stream(self, text: str, voice: Voice = Voice(), params: SamplingParams | None = None) -> Iterator[AudioChunk]:
         """Chunks of audio as they are made. Validation errors are raised here, before streaming."""
         t_request = time.perf_counter()
         params = params or self.default_params()
-        prompts = self.prepare(text, voice, params)
+        pieces = self._plan(text, voice, params)
         previous = self._current
         if previous is not None and previous.gi_frame is not None and not previous.gi_running:
             previous.close()  # an abandoned stream still holds the synthesizer: end it
         elif previous is not None and previous.gi_running:
             self._cancel.set()  # running in another thread: it stops at its next frame
-        self._current = self._run(prompts, voice, params, t_request)
+        self._current = self._run(pieces, voice, params, t_request)
         return self._current
 
     def synthesize(self, text: str, voice: Voice = Voice(), params: SamplingParams | None = None) -> np.ndarray:
@@ -205,7 +245,7 @@ class Synthesizer:
         """Run every engine shape the stream uses, greedy and sampled, once, so the first real
         request pays no first-call costs (allocations, kernel selection, lazy inits)."""
         voice = self._warmup_voice()
-        for params in (SamplingParams.greedy(max_new_tokens=3), self.default_params(max_new_tokens=3, seed=0)):
+        for params in (self.greedy_params(max_new_tokens=3), self.default_params(max_new_tokens=3, seed=0)):
             for _ in self.stream("Warm up.", voice, params):
                 pass
         sizes = sorted(set(self.options.chunk_ramp) | {self.backend.limits.max_chunk})
@@ -237,9 +277,10 @@ class Synthesizer:
             return (np.clip(samples, -1.0, 1.0) * 32767.0).round().astype(np.int16)
         return samples.astype(np.float32, copy=False)
 
-    def _segment_frames(self, prompts: list[Prompt], params: SamplingParams, outcome: dict):
+    def _segment_frames(self, pieces: list[str], voice: Voice, params: SamplingParams, outcome: dict):
         """Frames of every piece of text in turn; `outcome["end"]` records the last non-EOS ending."""
-        for prompt in prompts:
+        for piece in pieces:
+            prompt = self.prompts.build(piece, voice)
             cap = self._frame_cap(prompt)
             yield from self.loop.frames(prompt, replace(params, max_new_tokens=min(params.max_new_tokens, cap + 1)))
             seg_end = self.loop.last.end_reason
@@ -248,7 +289,7 @@ class Synthesizer:
             if seg_end != "eos":
                 outcome["end"] = seg_end
 
-    def _run(self, prompts: list[Prompt], voice: Voice, params: SamplingParams, t_request: float):
+    def _run(self, pieces: list[str], voice: Voice, params: SamplingParams, t_request: float):
         with self._lock:
             self._cancel.clear()
             backend = self.backend
@@ -258,7 +299,7 @@ class Synthesizer:
             ttfc = None
             outcome = {"end": "eos"}
             pending: list[torch.Tensor] = []
-            source = self._segment_frames(prompts, params, outcome)
+            source = self._segment_frames(pieces, voice, params, outcome)
             try:
                 backend.reset()
                 if voice.ref_codes is not None:  # ICL: the reference is the codec's left context
@@ -288,13 +329,13 @@ class Synthesizer:
                 self.last_metrics = UtteranceMetrics(
                     backend=self.backend_name, ttfc_ms=None if ttfc is None else 1000 * ttfc, frames=frames,
                     audio_seconds=audio_samples / self.sample_rate, wall_seconds=active, engine_seconds=engine,
-                    host_seconds=max(active - engine, 0.0), end_reason=outcome["end"], segments=len(prompts),
-                    chunks=chunks)
+                    host_seconds=max(active - engine, 0.0), end_reason=outcome["end"], segments=len(pieces),
+                    chunks=chunks, fallback=backend.fallback)
 
     def _emit(self, frames: list[torch.Tensor], index: int) -> AudioChunk:
         codes = torch.stack(frames).T[None]  # [1, 16, n]
         pcm = self.backend.codec_step(codes)
-        return AudioChunk(self._encode(pcm), self.sample_rate, index, len(frames))
+        return AudioChunk(self._encode(pcm), self.sample_rate, index, len(frames), codes=codes[0].T.clone())
 
     def _prime_codec(self, ref_codes: torch.Tensor) -> None:
         step = self.backend.limits.max_chunk

@@ -26,13 +26,34 @@ def _pieces(text: str, pattern: re.Pattern) -> list[str]:
 
 
 def _pack(parts: list[str], fits: Callable[[str], bool]) -> list[str]:
-    """Greedily join consecutive parts while the joined piece fits."""
+    """Join consecutive parts greedily into the longest pieces that fit (a part that alone does not
+    fit stays alone, for the caller to cut finer).
+
+    The longest fitting run from each start is found by doubling, then bisecting, so `fits` runs
+    O(log run) times per piece on pieces no longer than about twice the budget: the work stays
+    linear in the text length however the text is made (one unbroken 5,000-character word, or
+    5,000 one-letter words), where testing each part in turn re-tokenized one prompt per part.
+    `fits` is assumed monotone (a prefix of a fitting piece fits), which holds for token counts."""
     out: list[str] = []
-    for part in parts:
-        if out and fits(out[-1] + part):
-            out[-1] += part
-        else:
-            out.append(part)
+    i = 0
+    while i < len(parts):
+        good, step = i + 1, 1  # parts[i:good] is the longest run known to fit (or the lone part)
+        bad = None
+        while good < len(parts):
+            probe = min(good + step, len(parts))
+            if fits("".join(parts[i:probe])):
+                good, step = probe, step * 2
+            else:
+                bad = probe
+                break
+        while bad is not None and bad - good > 1:
+            mid = (good + bad) // 2
+            if fits("".join(parts[i:mid])):
+                good = mid
+            else:
+                bad = mid
+        out.append("".join(parts[i:good]))
+        i = good
     return out
 
 
@@ -54,12 +75,6 @@ def split_text(text: str, fits: Callable[[str], bool]) -> list[str]:
                 if fits(word_group):
                     result.append(word_group)
                     continue
-                chunk = ""
-                for ch in word_group:  # one unbroken run longer than the budget: cut anywhere
-                    if chunk and not fits(chunk + ch):
-                        result.append(chunk)
-                        chunk = ""
-                    chunk += ch
-                if chunk:
-                    result.append(chunk)
+                # one unbroken run longer than the budget: cut anywhere
+                result.extend(_pack(list(word_group), fits))
     return [p.strip() for p in result if p.strip()]

@@ -42,6 +42,7 @@ class KVSlots:
 class Backend(ABC):
     name: str = "abstract"
     device: torch.device = torch.device("cpu")
+    fallback: str | None = None  # why `auto` chose this backend over a better one (None: it was the first choice)
 
     def __init__(self, config: ModelConfig, limits: EngineLimits):
         self.config = config

@@ -62,7 +62,11 @@ class OnnxBackend(Backend):
             path = Path(graph_dir) / f"{name}.onnx"
             if not path.is_file():
                 raise EngineMismatchError(f"missing graph {path}: run build.sh for this model first")
-            self.sessions[name] = ort_session(path, threads, spin)
+            try:
+                self.sessions[name] = ort_session(path, threads, spin)
+            except Exception as exc:  # onnxruntime's own error types: a damaged or foreign graph
+                why = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+                raise EngineMismatchError(f"ONNX Runtime cannot load {path} ({why}): rebuild with build.sh --force") from exc
             got = [i.name for i in self.sessions[name].get_inputs()]
             if got != self.specs[name].input_names:
                 raise EngineMismatchError(f"{path} inputs {got[:4]}... do not match the engine contract")
