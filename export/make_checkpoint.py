@@ -65,6 +65,11 @@ PRESETS["1.7b"]["talker"].update(hidden_size=2048, intermediate_size=6144)
 PRESETS["1.7b"]["size"] = "1b7"
 
 
+# Bumped when the files written change; the test fixtures rewrite cached checkpoints of another
+# layout (2: fitted Mimi encoder codebooks, written from runtime.model.codec_encoder).
+CHECKPOINT_LAYOUT = 2
+
+
 # The speech tokenizer's encoder_config as the official checkpoint's config.json spells it out: every
 # model field of transformers 4.57's MimiConfig, written from this table (not from the installed
 # transformers, whose 5.x config class has other fields), so other tools' converters find each key.
@@ -299,7 +304,7 @@ def make_checkpoint(out: str | Path, preset: str = "tiny", variant: str = "custo
     (out / "speech_tokenizer" / "preprocessor_config.json").write_text(json.dumps(feature, indent=2))
     write_tokenizer_files(out)
     (out / "random_weights.json").write_text(json.dumps(
-        {"preset": preset, "variant": variant, "seed": seed, "dtype": dtype,
+        {"preset": preset, "variant": variant, "seed": seed, "dtype": dtype, "layout": CHECKPOINT_LAYOUT,
          "note": "random weights written by export.make_checkpoint; not a trained model"}, indent=2))
     return out
 

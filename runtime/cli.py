@@ -195,7 +195,82 @@ def _voice(args, synth=None):
     non_streaming = args.non_streaming_text
     if args.official_layout and synth is not None:  # what the official generate_* calls default to
         non_streaming = synth.config.variant != "base"
+    if getattr(args, "voice", None):
+        return _cloned_voice(args, synth, non_streaming)
     return Voice(speaker=args.speaker, language=args.language, instruct=args.instruct, non_streaming_text=non_streaming)
+
+
+# -- voice cloning: `voice create` and `say --voice` ------------------------------------------------
+def _voice_file(text: str) -> Path:
+    """argparse type of --voice: an existing file, checked before any model loads."""
+    path = Path(text).expanduser()
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(f"voice file not found: {text} (make one with `qwen3-tts-trt voice create`)")
+    return path
+
+
+def _cloned_voice(args, synth, non_streaming: bool):
+    from dataclasses import replace
+
+    from .prompt import Voice
+
+    if args.speaker or args.instruct:
+        raise UsageError("--voice clones a voice; it cannot be combined with --speaker or --instruct")
+    voice = Voice.load(args.voice, synth.config if synth is not None else None)
+    language = args.language if args.language != "auto" else voice.language  # the file's unless one is given
+    return replace(voice, language=language, non_streaming_text=non_streaming)
+
+
+def _voice_create(args) -> int:
+    from .voice import VoiceMaker, save_voice
+
+    output = Path(args.output).expanduser()
+    if output.suffix != ".voice":
+        raise UsageError(f"the voice file name must end in .voice (got {output.name}); e.g. -o {output.stem}.voice")
+    if output.parent and not output.parent.is_dir():
+        raise UsageError(f"folder {output.parent} does not exist; create it or choose another -o")
+    if not args.x_vector_only and not (args.ref_text and args.ref_text.strip()):
+        raise UsageError("ICL cloning needs the transcript of the reference: --ref-text \"...\" "
+                         "(or --x-vector-only to clone from the speaker embedding alone)")
+    from .voice import reference_audio
+
+    reference_audio(args.audio)  # a bad recording fails here, before the model loads
+    t0 = time.perf_counter()
+    build_dir = args.build_dir or _default_build_dir(args.model)
+    maker = VoiceMaker.open(args.model, build_dir, args.backend)
+    t_load = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    voice = maker.make(args.audio, args.ref_text, x_vector_only=args.x_vector_only, language=args.language)
+    t_encode = time.perf_counter() - t0
+    save_voice(voice, output)
+    if not args.quiet:
+        mode = "x-vector only" if voice.ref_codes is None else f"ICL, {voice.ref_codes.shape[0]} reference frames"
+        print(f"wrote {output}: {mode}, for {voice.made_for.model} ({voice.made_for.variant} {voice.made_for.size}); "
+              f"backend {maker.encoders.name}, load {t_load:.1f} s, encode {t_encode * 1000:.0f} ms")
+    return 0
+
+
+def _add_voice_commands(sub) -> None:
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+    voice = sub.add_parser("voice", help="clone a voice from a recording (Base checkpoints)", formatter_class=fmt)
+    actions = voice.add_subparsers(dest="voice_command", required=True, metavar="{create}")
+    create = actions.add_parser(
+        "create", formatter_class=fmt, help="encode a reference recording once into a reusable .voice file",
+        description="Encode a 1 to 30 s recording (WAV, FLAC or OGG; any rate from 8 to 192 kHz, mixed to mono) "
+                    "into NAME.voice: the x-vector, and for ICL the reference codes and transcript. "
+                    "Speak with it: qwen3-tts-trt say --voice NAME.voice ...")
+    create.add_argument("audio", help="the reference recording")
+    create.add_argument("--ref-text", help="transcript of the recording (needed for ICL, the default mode)")
+    create.add_argument("--x-vector-only", action="store_true",
+                        help="clone from the speaker embedding alone (no transcript; weaker likeness)")
+    create.add_argument("-o", "--output", required=True, help="the voice file to write (NAME.voice)")
+    create.add_argument("-m", "--model", required=True, help="Base checkpoint directory or hub id")
+    create.add_argument("--language", default="auto", help="language the voice speaks by default")
+    create.add_argument("--backend", default="auto", choices=["auto", "tensorrt", "onnx", "torch"],
+                        help="auto: the build's engines, else its ONNX graphs; PyTorch without a build")
+    create.add_argument("--build-dir", help="build folder (default: builds/<gpu or cpu>/<model folder name> if it exists)")
+    create.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
+    create.set_defaults(func=_voice_create)
 
 
 def _params(synth, args, seed=None):
@@ -354,7 +429,7 @@ def build_parser() -> argparse.ArgumentParser:
     fmt = argparse.ArgumentDefaultsHelpFormatter
     ap = _Parser(prog="qwen3-tts-trt", description="Qwen3-TTS streaming runtime", formatter_class=fmt)
     ap.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
-    sub = ap.add_subparsers(dest="command", required=True, metavar="{say,bench}")
+    sub = ap.add_subparsers(dest="command", required=True, metavar="{say,bench,voice}")
     say = sub.add_parser("say", help="synthesize text to an audio file, streaming", formatter_class=fmt,
                          description="Synthesize text to an audio file (.wav, .flac, .ogg, .mp3, .aiff).")
     say.add_argument("text", nargs="?", help="the text; '-' reads standard input")
@@ -362,6 +437,7 @@ def build_parser() -> argparse.ArgumentParser:
     say.add_argument("-o", "--output", default="out.wav", help="audio file to write (format from the extension)")
     say.add_argument("--list-voices", action="store_true", help="list the checkpoint's speakers and languages, and exit")
     say.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
+    say.add_argument("--voice", type=_voice_file, help="a cloned voice (NAME.voice from `voice create`; Base checkpoints)")
     _common(say)
     say.set_defaults(func=_say)
     bench = sub.add_parser("bench", help="time to first chunk, ms per frame, xRT, host overhead", formatter_class=fmt)
@@ -369,6 +445,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", help="write the report here")
     _common(bench)
     bench.set_defaults(func=_bench)
+    _add_voice_commands(sub)
     return ap
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -9,16 +10,25 @@ from typing import Callable
 
 import pytest
 
-from export.make_checkpoint import make_checkpoint
+from export.make_checkpoint import CHECKPOINT_LAYOUT, make_checkpoint
 
 CACHE = Path(os.environ.get("QWEN3_TTS_TEST_CACHE", Path(__file__).resolve().parent.parent / ".test-cache"))
 
 
 def _checkpoint(preset: str, variant: str, dtype: str = "float32") -> Path:
-    """Checkpoints are deterministic (seeded), so a finished one is reused across sessions."""
+    """Checkpoints are deterministic (seeded), so a finished one is reused across sessions, unless
+    it was written by an older layout of make_checkpoint (then it is written again)."""
     out = CACHE / f"{preset}-{variant}-{dtype}"
-    if not (out / "random_weights.json").exists():
-        make_checkpoint(out, preset=preset, variant=variant, seed=0, dtype=dtype)
+    marker = out / "random_weights.json"
+    if not marker.exists() or json.loads(marker.read_text()).get("layout") != CHECKPOINT_LAYOUT:
+        # Written aside and swapped in, so a test run reading the old copy keeps its open files.
+        fresh = out.with_name(f"{out.name}.new-{os.getpid()}")
+        make_checkpoint(fresh, preset=preset, variant=variant, seed=0, dtype=dtype)
+        stale = out.with_name(f"{out.name}.old-{os.getpid()}")
+        if out.exists():
+            out.rename(stale)
+        fresh.rename(out)
+        shutil.rmtree(stale, ignore_errors=True)
     return out
 
 
@@ -41,6 +51,23 @@ def tiny_voice_design() -> Path:
 def real_custom_voice() -> Path:
     """The real 0.6B shapes, stored in bf16 like the released checkpoint."""
     return _checkpoint("0.6b", "custom_voice", dtype="bfloat16")
+
+
+@pytest.fixture(scope="session")
+def real_base() -> Path:
+    """The real 0.6B shapes of a Base checkpoint (speaker encoder included), bf16 storage."""
+    return _checkpoint("0.6b", "base", dtype="bfloat16")
+
+
+@pytest.fixture(scope="session")
+def tiny_base_build(tiny_base, tmp_path_factory):
+    """build.sh's work on the tiny Base checkpoint (six graphs: the four and the voice encoders)."""
+    from export.build import build
+    from test_build_onnx import LIMITS
+
+    root = tmp_path_factory.mktemp("builds-base")
+    manifest = build(str(tiny_base), root, LIMITS, log=lambda *_: None)
+    return root / "cpu" / tiny_base.name, manifest
 
 
 @pytest.fixture(scope="session")

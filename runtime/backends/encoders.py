@@ -58,11 +58,12 @@ class TorchVoiceEncoders(VoiceEncoders):
 class OnnxVoiceEncoders(VoiceEncoders):
     name = "onnx"
 
-    def __init__(self, config: ModelConfig, model_name: str, build_dir: Path, manifest: dict):
+    def __init__(self, config: ModelConfig, model_name: str, graphs: dict[str, Path]):
+        """`graphs`: the ONNX file of each voice engine (a build's, or exported alone)."""
         super().__init__(config, model_name)
         from .onnx_backend import ort_session
 
-        self.sessions = {e: ort_session(build_dir / manifest["engines"][e]["onnx"]) for e in VOICE_ENGINES}
+        self.sessions = {e: ort_session(graphs[e]) for e in VOICE_ENGINES}
 
     def _run(self, engine, pcm):
         return self.sessions[engine].run(None, {"pcm": np.asarray(pcm, dtype=np.float32).reshape(1, -1)})[0]
@@ -136,7 +137,7 @@ def open_voice_encoders(kind: str, checkpoint, build_dir=None, *, device=None) -
             import onnxruntime  # noqa: F401
         except ImportError as exc:
             raise BackendUnavailableError("onnxruntime is not installed: pip install 'qwen3-tts-trt[onnx]'") from exc
-        return OnnxVoiceEncoders(config, name, build_dir, manifest)
+        return OnnxVoiceEncoders(config, name, {e: build_dir / manifest["engines"][e]["onnx"] for e in VOICE_ENGINES})
     from ..device_info import tensorrt_version
 
     version, why = tensorrt_version()
