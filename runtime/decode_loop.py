@@ -20,6 +20,9 @@ from .prompt import Prompt
 from .sampling import HostSampler, SamplingParams
 
 
+TEXT_STALL = "text-stall"  # yielded instead of a frame when the next text has not arrived yet
+
+
 @dataclass
 class LoopResult:
     frames: int
@@ -67,6 +70,8 @@ class FrameLoop:
             frame = torch.cat([code0, codes[0].cpu()])
             frames += 1
             yield frame
+            if not prompt.text_ready(step):  # text still being written: let the streamer flush, then wait
+                yield TEXT_STALL
             # the talker's next input: all 16 codebook embeddings plus this step's text input
             x = frame_embed.to("cpu", torch.float32)[:, None] + prompt.text_input(step)
             logits, hidden = b.decode(x, s + step)
@@ -78,5 +83,5 @@ class FrameLoop:
 
     def generate(self, prompt: Prompt, params: SamplingParams) -> torch.Tensor:
         """All frames [F, G] at once."""
-        frames = list(self.frames(prompt, params))
+        frames = [f for f in self.frames(prompt, params) if f is not TEXT_STALL]
         return torch.stack(frames) if frames else torch.zeros((0, self.config.talker.num_code_groups), dtype=torch.long)

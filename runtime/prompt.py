@@ -126,6 +126,10 @@ class Prompt:
         budget = min(max_new_tokens, max_context - self.length + 1)
         return budget, "max_new_tokens" if budget == max_new_tokens else "context"
 
+    def text_ready(self, step: int) -> bool:
+        """Whole text: every step's text input is known (see text_stream.LivePrompt)."""
+        return True
+
     def text_input(self, step: int) -> torch.Tensor:
         """[1, 1, H] text-track vector for decode step `step`."""
         return self.trailing[:, step:step + 1] if step < self.trailing.shape[1] else self.pad
@@ -191,8 +195,26 @@ class PromptBuilder:
 
     # -- layout -------------------------------------------------------------------------------
     def build(self, text: str, voice: Voice = Voice()) -> Prompt:
-        ids = self.cfg.ids
         input_ids = self._tokenize_text(text)
+        return self.build_ids(input_ids[:ROLE_LEN], input_ids[ROLE_LEN:-ASSISTANT_SUFFIX_LEN], voice)
+
+    def streaming_layout(self, voice: Voice) -> tuple[list[int], int]:
+        """For text that arrives while speech is made: (text ids that come before the text, such as an
+        ICL clone's reference transcript; how many text-track entries the prefill takes). The prefill
+        can run once that many entries are known; decode step i takes entry `taken + i`."""
+        if voice.non_streaming_text:
+            raise PromptError("the non-streaming text layout feeds the whole text in the prefill, so it cannot "
+                              "take text as it arrives: use Voice(non_streaming_text=False), or stream() the whole text")
+        if voice.ref_codes is None:
+            return [], 1
+        if not voice.ref_text:
+            raise PromptError("an ICL clone prompt needs the reference transcript (ref_text)")
+        ref_ids = self.tok.encode(REF_TEMPLATE.format(text=voice.ref_text))[ROLE_LEN:-REF_SUFFIX_LEN]
+        return ref_ids, 1 + torch.as_tensor(voice.ref_codes).shape[0]  # codec_bos + the reference frames
+
+    def build_ids(self, role_ids: list[int], body: list[int], voice: Voice = Voice()) -> Prompt:
+        """The prompt for text already tokenized: the role's ids and the text's (the template's slices)."""
+        ids = self.cfg.ids
         lang_id = self._language_id(voice)
         spk = self._speaker_vector(voice)
         icl = voice.ref_codes is not None
@@ -210,7 +232,7 @@ class PromptBuilder:
                 parts.append(emb.text(self.tok.encode(INSTRUCT_TEMPLATE.format(text=voice.instruct))))
             else:  # the official wrapper drops it too ([W] L799-800)
                 warnings.warn(f"this {self.cfg.size} {self.cfg.variant} checkpoint ignores instruct text", stacklevel=2)
-        parts.append(emb.text(input_ids[:ROLE_LEN]))
+        parts.append(emb.text(role_ids))
 
         think = [ids.codec_nothink, ids.codec_think_bos, ids.codec_think_eos] if lang_id is None else \
             [ids.codec_think, ids.codec_think_bos, lang_id, ids.codec_think_eos]
@@ -220,7 +242,6 @@ class PromptBuilder:
         parts.append(text_track + codec[:, :-1])
         bos = codec[:, -1:]
 
-        body = input_ids[ROLE_LEN:-ASSISTANT_SUFFIX_LEN]
         if icl:
             ref_ids = self.tok.encode(REF_TEMPLATE.format(text=voice.ref_text))[ROLE_LEN:-REF_SUFFIX_LEN]
             prefix, trailing = self._icl(body, ref_ids, voice.ref_codes, bos, tp, te, voice.non_streaming_text)

@@ -20,7 +20,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import AsyncIterator, Iterator
+from typing import AsyncIterator, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -29,13 +29,14 @@ from .backends import open_backend
 from .backends.base import Backend
 from .checkpoint import resolve_checkpoint
 from .config import ASSISTANT_TEMPLATE
-from .decode_loop import FrameLoop
+from .decode_loop import TEXT_STALL, FrameLoop
 from .embed import Embedder
 from .errors import PromptError
 from .prompt import ASSISTANT_SUFFIX_LEN, ROLE_LEN, Prompt, PromptBuilder, Voice
 from .sampling import SamplingParams
 from .text import TextTokenizer
 from .text_split import split_text
+from .text_stream import LivePrompt, TextFeed, TextInput
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,11 @@ class StreamOptions:
     frames_per_token: float = 10.0  # ... plus 0.8 s per text token (speech runs at ~3-5 frames a token)
     max_frames: int = 4096  # absolute cap per segment (5.5 minutes)
     max_text_chars: int = 100_000  # longer requests are refused (about two hours of speech): bounded memory
+
+
+def to_pcm16(samples: np.ndarray) -> np.ndarray:
+    """float samples in [-1, 1] -> int16 (clipped, rounded): the one conversion every output uses."""
+    return (np.clip(samples, -1.0, 1.0) * 32767.0).round().astype(np.int16)
 
 
 @dataclass
@@ -76,6 +82,8 @@ class UtteranceMetrics:
     end_reason: str  # eos | frame_cap | max_new_tokens | context | cancelled
     segments: int
     chunks: int
+    text_stall_ms: float | None = None  # stream_text: time the frame loop waited for text to arrive
+    frames_after_cancel: int | None = None  # frames made after cancel() was called (the one in progress)
     fallback: str | None = None  # why `auto` runs this backend instead of the build's (None: no fallback)
 
     @property
@@ -108,6 +116,9 @@ class Synthesizer:
         self.last_metrics: UtteranceMetrics | None = None
         self._lock = threading.Lock()
         self._cancel = threading.Event()
+        self._cancel_mark: int | None = None  # frames made when cancel() was called
+        self._live_frames = 0
+        self._feed: TextFeed | None = None  # the streaming text of the utterance in progress
         self._current = None
 
     @classmethod
@@ -131,7 +142,11 @@ class Synthesizer:
 
     def cancel(self) -> None:
         """Stop the utterance in progress at the next frame."""
+        self._cancel_mark = self._live_frames
         self._cancel.set()
+        feed = self._feed
+        if feed is not None:
+            feed.cancel()  # a frame loop waiting for text wakes up and sees the flag
 
     def prepare(self, text: str, voice: Voice = Voice(), params: SamplingParams | None = None) -> list[Prompt]:
         """Validate the request and build one prompt per piece of text (errors surface here)."""
@@ -143,11 +158,7 @@ class Synthesizer:
         them, so memory stays bounded whatever the text."""
         limits = self.backend.limits
         params = params or self.default_params()
-        if not isinstance(params, SamplingParams):
-            raise PromptError(f"params must be SamplingParams, not {type(params).__name__}")
-        params.validate(limits.top_k_max)
-        if not isinstance(voice, Voice):
-            raise PromptError(f"voice must be a Voice, not {type(voice).__name__}")
+        self._check_request(voice, params)
         if not isinstance(text, str):
             raise PromptError(f"text must be a str, not {type(text).__name__}")
         if not text.strip():
@@ -156,7 +167,6 @@ class Synthesizer:
             raise PromptError(f"text has {len(text):,} characters; one request takes at most "
                               f"{self.options.max_text_chars:,} (StreamOptions.max_text_chars): send it in parts")
         self.prompts.tok.check_text(text)  # the whole text once: a later piece cannot fail mid-stream
-        self.prompts.build("a", voice)  # the voice's own problems, before any splitting
         max_frames = params.max_new_tokens - 1
         # A piece's prompt lengths depend only on its token count (the voice being fixed), so each
         # count is built once: splitting then costs a tokenization per test, not a prompt build.
@@ -188,18 +198,68 @@ class Synthesizer:
                                   f"{limits.max_prompt}: shorten the instruct or reference, or rebuild with more")
         return pieces
 
-    def stream(self, text: str, voice: Voice = Voice(), params: SamplingParams | None = None) -> Iterator[AudioChunk]:
-        """Chunks of audio as they are made. Validation errors are raised here, before streaming."""
+    def stream(self, text: str, voice: Voice = Voice(), params: SamplingParams | None = None, *,
+               chunk_ramp: tuple[int, ...] | None = None) -> Iterator[AudioChunk]:
+        """Chunks of audio as they are made. Validation errors are raised here, before streaming.
+        `chunk_ramp` overrides `StreamOptions.chunk_ramp` for this request."""
         t_request = time.perf_counter()
         params = params or self.default_params()
         pieces = self._plan(text, voice, params)
+        ramp = self.check_chunk_ramp(chunk_ramp)
+
+        def frames(outcome):
+            outcome["segments"] = len(pieces)
+            return self._segment_frames(pieces, voice, params, outcome)
+
+        return self._start(self._run(frames, voice, params, t_request, ramp))
+
+    def text_input(self) -> TextInput:
+        """A `TextInput` to push text into from any thread while `stream_text(it, ...)` speaks it."""
+        return TextInput(self.prompts.tok)
+
+    def stream_text(self, text: Iterable[str] | TextInput, voice: Voice = Voice(), params: SamplingParams | None = None,
+                    *, chunk_ramp: tuple[int, ...] | None = None) -> Iterator[AudioChunk]:
+        """Speak text while it is still being written (an LLM's tokens, words as typed): `text` is an
+        iterable of fragments, read in a thread of its own, or a `TextInput` the caller pushes into.
+
+        Generation starts once the first text token is final (one word in), takes each further
+        token as it becomes final, and waits for text rather than guess that it ended: the wait
+        is `last_metrics.text_stall_ms`, and the audio made before it is flushed first. When the
+        input closes, the text ends exactly as in `stream()`: the ids fed equal the whole text's,
+        so greedy codes equal `stream(whole_text)` for text that fits one context. Text that is
+        complete before generation starts takes the `stream()` path itself (splitting included)."""
+        t_request = time.perf_counter()
+        params = params or self.default_params()
+        self._check_request(voice, params)
+        before, taken = self.prompts.streaming_layout(voice)
+        ramp = self.check_chunk_ramp(chunk_ramp)
+        live = text if isinstance(text, TextInput) else self.text_input()
+        if not isinstance(text, TextInput):
+            if isinstance(text, str):
+                raise PromptError("stream_text takes an iterable of text fragments; for one string use stream()")
+            threading.Thread(target=_pump, args=(iter(text), live), daemon=True, name="qwen3-tts-text").start()
+
+        def frames(outcome):
+            return self._arriving_text_frames(live, voice, params, before, taken, outcome)
+
+        return self._start(self._run(frames, voice, params, t_request, ramp, live.feed))
+
+    def _start(self, run):
         previous = self._current
         if previous is not None and previous.gi_frame is not None and not previous.gi_running:
             previous.close()  # an abandoned stream still holds the synthesizer: end it
         elif previous is not None and previous.gi_running:
-            self._cancel.set()  # running in another thread: it stops at its next frame
-        self._current = self._run(pieces, voice, params, t_request)
-        return self._current
+            self.cancel()  # running in another thread: it stops at its next frame
+        self._current = run
+        return run
+
+    def _check_request(self, voice: Voice, params: SamplingParams) -> None:
+        if not isinstance(params, SamplingParams):
+            raise PromptError(f"params must be SamplingParams, not {type(params).__name__}")
+        params.validate(self.backend.limits.top_k_max)
+        if not isinstance(voice, Voice):
+            raise PromptError(f"voice must be a Voice, not {type(voice).__name__}")
+        self.prompts.build("a", voice)  # the voice's own problems, before any text arrives
 
     def synthesize(self, text: str, voice: Voice = Voice(), params: SamplingParams | None = None) -> np.ndarray:
         """The whole utterance as one array."""
@@ -267,14 +327,20 @@ class Synthesizer:
         o = self.options
         return max(2, min(o.max_frames, int(o.base_frames + o.frames_per_token * len(prompt.text_ids))))
 
-    def _chunk_size(self, index: int) -> int:
-        ramp = self.options.chunk_ramp
+    def check_chunk_ramp(self, ramp: tuple[int, ...] | None) -> tuple[int, ...]:
+        """The chunk ramp a request will use (None: the options' one), or a PromptError."""
+        ramp = self.options.chunk_ramp if ramp is None else tuple(ramp)
+        if not ramp or any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in ramp):
+            raise PromptError(f"chunk_ramp must be whole frame counts of at least 1, got {ramp!r}")
+        return ramp
+
+    def _chunk_size(self, index: int, ramp: tuple[int, ...]) -> int:
         return min(ramp[min(index, len(ramp) - 1)], self.backend.limits.max_chunk)
 
     def _encode(self, pcm: torch.Tensor) -> np.ndarray:
         samples = pcm.detach().float().cpu().numpy().reshape(-1)
         if self.options.pcm16:
-            return (np.clip(samples, -1.0, 1.0) * 32767.0).round().astype(np.int16)
+            return to_pcm16(samples)
         return samples.astype(np.float32, copy=False)
 
     def _segment_frames(self, pieces: list[str], voice: Voice, params: SamplingParams, outcome: dict):
@@ -289,29 +355,75 @@ class Synthesizer:
             if seg_end != "eos":
                 outcome["end"] = seg_end
 
-    def _run(self, pieces: list[str], voice: Voice, params: SamplingParams, t_request: float):
+    def _arriving_text_frames(self, live: TextInput, voice: Voice, params: SamplingParams, before: list[int], taken: int,
+                     outcome: dict):
+        """Frames of text that is still arriving (one segment), or of `stream()`'s pieces when the
+        text was complete before the prefill could start."""
+        feed = live.feed
+        outcome["segments"] = 1
+        if not feed.wait(max(taken - len(before), 1)):  # the prefill needs its text entries
+            if live.error is not None:
+                raise live.error
+            outcome["end"] = "cancelled"
+            return
+        if feed.closed:
+            pieces = self._plan(live.text, voice, params)
+            outcome["segments"] = len(pieces)
+            yield from self._segment_frames(pieces, voice, params, outcome)
+            return
+        start = self.prompts.build_ids(live.role_ids, list(feed.ids), voice)
+        eos = self.embedder.text([self.config.ids.tts_eos])
+        prompt = LivePrompt(start, feed, before, taken, self.embedder, eos)
+        made = 0
+        for frame in self.loop.frames(prompt, params):
+            if frame is not TEXT_STALL:
+                made += 1
+                if feed.closed and made > self._frame_cap(prompt):
+                    outcome["end"] = "frame_cap"  # the EOS guard, as in _segment_frames
+                    return
+            yield frame
+            if live.error is not None:
+                raise live.error
+        if self.loop.last.end_reason != "eos":
+            outcome["end"] = self.loop.last.end_reason
+
+    def _run(self, frames_of, voice: Voice, params: SamplingParams, t_request: float,
+             ramp: tuple[int, ...], feed: TextFeed | None = None):
         with self._lock:
             self._cancel.clear()
+            self._cancel_mark, self._live_frames = None, 0
+            self._feed = feed
             backend = self.backend
             engine_start = backend.engine_seconds
             active, resumed = 0.0, time.perf_counter()
             frames = chunks = audio_samples = 0
             ttfc = None
-            outcome = {"end": "eos"}
+            outcome = {"end": "eos", "segments": 0}
             pending: list[torch.Tensor] = []
-            source = self._segment_frames(pieces, voice, params, outcome)
+            source = frames_of(outcome)
             try:
                 backend.reset()
                 if voice.ref_codes is not None:  # ICL: the reference is the codec's left context
                     self._prime_codec(torch.as_tensor(voice.ref_codes, dtype=torch.long))
                 for frame in itertools.chain(source, [None]):  # None: the end, flush what is pending
+                    if frame is TEXT_STALL:  # the loop waits for text: what is made plays meanwhile
+                        if pending:
+                            chunk = self._emit(pending, chunks)
+                            pending, chunks = [], chunks + 1
+                            audio_samples += len(chunk.samples)
+                            ttfc = ttfc if ttfc is not None else time.perf_counter() - t_request
+                            active += time.perf_counter() - resumed
+                            yield chunk
+                            resumed = time.perf_counter()
+                        continue
                     if frame is not None:
                         frames += 1
+                        self._live_frames = frames
                         pending.append(frame)
                         if self._cancel.is_set():
                             outcome["end"] = "cancelled"
                             break
-                    if pending and (frame is None or len(pending) >= self._chunk_size(chunks)):
+                    if pending and (frame is None or len(pending) >= self._chunk_size(chunks, ramp)):
                         chunk = self._emit(pending, chunks)
                         pending, chunks = [], chunks + 1
                         audio_samples += len(chunk.samples)
@@ -324,13 +436,19 @@ class Synthesizer:
                 raise
             finally:
                 source.close()
+                self._feed = None
+                if feed is not None:
+                    feed.cancel()  # a pump still pushing text stops
                 active += time.perf_counter() - resumed
                 engine = backend.engine_seconds - engine_start
                 self.last_metrics = UtteranceMetrics(
                     backend=self.backend_name, ttfc_ms=None if ttfc is None else 1000 * ttfc, frames=frames,
                     audio_seconds=audio_samples / self.sample_rate, wall_seconds=active, engine_seconds=engine,
-                    host_seconds=max(active - engine, 0.0), end_reason=outcome["end"], segments=len(pieces),
-                    chunks=chunks, fallback=backend.fallback)
+                    host_seconds=max(active - engine, 0.0), end_reason=outcome["end"], segments=outcome["segments"],
+                    chunks=chunks, fallback=backend.fallback,
+                    frames_after_cancel=None if outcome["end"] != "cancelled" or self._cancel_mark is None
+                    else frames - self._cancel_mark,
+                    text_stall_ms=None if feed is None else 1000 * feed.stall_seconds)
 
     def _emit(self, frames: list[torch.Tensor], index: int) -> AudioChunk:
         codes = torch.stack(frames).T[None]  # [1, 16, n]
@@ -341,3 +459,17 @@ class Synthesizer:
         step = self.backend.limits.max_chunk
         for i in range(0, ref_codes.shape[0], step):
             self.backend.codec_step(ref_codes[i:i + step].T[None])
+
+
+def _pump(fragments: Iterator[str], live: TextInput) -> None:
+    """Read an iterable of text fragments into `live` (its own thread: reading may block)."""
+    try:
+        for fragment in fragments:
+            if live.feed.cancelled:
+                return
+            live.push(fragment)
+    except Exception as exc:  # noqa: BLE001  (the text source failed: end the utterance with its error)
+        live.error = PromptError(f"the text source raised {type(exc).__name__}: {exc}")
+        live.feed.cancel()
+        return
+    live.close()

@@ -76,7 +76,9 @@ def tiny_build(tiny_custom_voice, tmp_path_factory):
     from export.build import build
     from test_build_onnx import LIMITS
 
-    root = tmp_path_factory.mktemp("builds")
+    # QWEN3_TTS_TEST_BUILDS=DIR keeps this build between runs while iterating (build() reuses what is
+    # unchanged); CI leaves it unset and builds afresh.
+    root = Path(os.environ.get("QWEN3_TTS_TEST_BUILDS") or tmp_path_factory.mktemp("builds"))
     manifest = build(str(tiny_custom_voice), root, LIMITS, log=lambda *_: None)
     return root / "cpu" / tiny_custom_voice.name, manifest
 
