@@ -526,3 +526,16 @@ def test_fuzz_random_unicode_ends_in_audio_or_a_project_error(synth):
     grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before) / 1024
     assert outcomes["audio"] >= 20 and outcomes["error"] >= 5, outcomes
     assert grown_mb < 400, grown_mb
+
+
+def test_cli_official_layout_flag(synth, tiny_custom_voice):
+    """--official-layout gives what the official generate_custom_voice defaults to: the whole text in
+    the prefill (non-streaming) for CustomVoice; the default here stays streaming text."""
+    from runtime.cli import _voice, build_parser
+
+    parser = build_parser()
+    base = ["say", "Hi.", "-m", str(tiny_custom_voice), "--speaker", "ryan"]
+    assert _voice(parser.parse_args(base + ["--official-layout"]), synth).non_streaming_text is True
+    assert _voice(parser.parse_args(base), synth).non_streaming_text is False
+    proc = cli(*base, "--official-layout", "--non-streaming-text")
+    one_error_line(proc, "not allowed with argument")
