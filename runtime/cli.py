@@ -169,6 +169,20 @@ def _read_text(args) -> str:
         raise UsageError(f"{where} is not UTF-8 text (byte {exc.start}): convert it to UTF-8") from None
 
 
+def _stdin_fragments():
+    """Standard input as it arrives (an LLM CLI piping tokens), decoded as UTF-8 piece by piece."""
+    import codecs
+
+    decoder = codecs.getincrementaldecoder("utf-8-sig")()
+    while True:
+        data = os.read(sys.stdin.fileno(), 4096)
+        text = decoder.decode(data, final=not data)
+        if text:
+            yield text
+        if not data:
+            return
+
+
 # -- commands -----------------------------------------------------------------------------------
 def _default_build_dir(model: str) -> Path | None:
     from .device_info import detect_gpu
@@ -298,7 +312,9 @@ def _list_voices(args) -> int:
 def _say(args) -> int:
     if args.list_voices:
         return _list_voices(args)
-    text = _read_text(args)
+    if args.stdin_stream and (args.text is not None or args.text_file is not None):
+        raise UsageError("--stdin-stream reads the text from standard input: give no text or --text-file")
+    text = None if args.stdin_stream else _read_text(args)
     output = Path(args.output)
     _check_output(output, audio=True)
     fmt, subtype = _output_format(output)
@@ -313,7 +329,9 @@ def _say(args) -> int:
         voice, params = _voice(args, synth), _params(synth, args)
         with sf.SoundFile(target.tmp, "w", samplerate=synth.sample_rate, channels=1, format=fmt, subtype=subtype) as f:
             try:
-                for chunk in synth.stream(text, voice, params):
+                chunks = synth.stream_text(_stdin_fragments(), voice, params) if args.stdin_stream \
+                    else synth.stream(text, voice, params)
+                for chunk in chunks:
                     f.write(chunk.samples)
                     samples += len(chunk.samples)
             except KeyboardInterrupt:
@@ -433,6 +451,9 @@ def build_parser() -> argparse.ArgumentParser:
     say = sub.add_parser("say", help="synthesize text to an audio file, streaming", formatter_class=fmt,
                          description="Synthesize text to an audio file (.wav, .flac, .ogg, .mp3, .aiff).")
     say.add_argument("text", nargs="?", help="the text; '-' reads standard input")
+    say.add_argument("--stdin-stream", action="store_true",
+                     help="speak standard input while it is still being written (e.g. piped from an LLM); "
+                          "audio starts after the first word")
     say.add_argument("-f", "--text-file", help="read the text from this UTF-8 file ('-': standard input)")
     say.add_argument("-o", "--output", default="out.wav", help="audio file to write (format from the extension)")
     say.add_argument("--list-voices", action="store_true", help="list the checkpoint's speakers and languages, and exit")

@@ -203,3 +203,33 @@ def test_icl_clone_stream_text_equals_the_one_shot_stream(tiny_base):
     oneshot = codes_of(synth.stream(text, voice, params))
     cuts = [w + " " for w in text.split(" ")[:-1]] + [text.split(" ")[-1]]
     assert torch.equal(speak_while_writing(synth, cuts, voice, params), oneshot)
+
+
+def test_cli_says_standard_input_as_it_arrives(tiny_build, tiny_custom_voice, tmp_path):
+    import subprocess
+    import sys
+
+    import numpy as np
+    import soundfile as sf
+
+    out, _ = tiny_build
+    text = TEXTS["english"]
+    common = ["-m", str(tiny_custom_voice), "--build-dir", str(out), "--backend", "onnx", "--speaker", "ryan",
+              "--language", "english", "--greedy", "--max-new-tokens", "40", "--no-warmup", "-q"]
+    cli = [sys.executable, "-m", "runtime.cli", "say"]
+    whole = tmp_path / "whole.wav"
+    run = subprocess.run(cli + [text, "-o", str(whole)] + common, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    streamed = tmp_path / "streamed.wav"
+    proc = subprocess.Popen(cli + ["--stdin-stream", "-o", str(streamed)] + common, stdin=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    words = text.split(" ")
+    for i, word in enumerate(words):  # a slow writer, as an LLM piping its tokens
+        proc.stdin.write((word + (" " if i < len(words) - 1 else "")).encode())
+        proc.stdin.flush()
+        time.sleep(0.05)
+    proc.stdin.close()
+    assert proc.wait(timeout=300) == 0, proc.stderr.read().decode()
+    a, _ = sf.read(str(whole), dtype="int16")
+    b, _ = sf.read(str(streamed), dtype="int16")
+    assert len(a) == len(b) > 0 and np.abs(a.astype(int) - b.astype(int)).max() <= 2  # same codes, other chunks
