@@ -221,6 +221,8 @@ class Qwen3TTSService(TTSService):
         self.engine_waits = 0  # utterances that waited for another pipeline on a shared synthesizer
         self.last_metrics = None  # the runtime's UtteranceMetrics of the last utterance
         self.last_interruption: dict | None = None  # how fast the engine was free after the last cancel
+        if synthesizer is not None:
+            self._validate(self._settings)  # a misnamed speaker is a construction error, not a first-turn one
 
     @classmethod
     def from_pretrained(cls, checkpoint: str | Path, build_dir: str | Path | None = None, *,
@@ -266,6 +268,10 @@ class Qwen3TTSService(TTSService):
         self._leave_engine()
 
     async def cancel(self, frame: CancelFrame):
+        for turn in list(self._text_turns.values()):  # text still arriving will never end: stop its streams
+            turn.live.feed.cancel()
+            if turn.task is not None:
+                await self.cancel_task(turn.task)
         await super().cancel(frame)
         self._leave_engine()
 

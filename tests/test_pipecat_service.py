@@ -464,3 +464,10 @@ async def test_text_streaming_interruption_stops_text_and_audio(synth):
     assert tts.last_interruption is not None and tts.last_interruption["frames_after_cancel"] <= 1
     new = [f for f in down[cut:] if isinstance(f, TTSStartedFrame)][-1].context_id
     assert audio_of(down[cut:], new) == reference_pcm(synth, HELLO)
+
+
+def test_a_misnamed_speaker_is_a_construction_error(synth):
+    from runtime.errors import PromptError
+
+    with pytest.raises(PromptError, match="unknown speaker 'nobody'.*ryan"):
+        service(synth, voice="nobody")
