@@ -25,7 +25,7 @@ import torch
 
 from runtime.checkpoint import load_networks, resolve_checkpoint
 from runtime.config import load_model_config
-from runtime.contract import EngineLimits, dim_ranges, engine_specs, specs_to_json
+from runtime.contract import CODEC_ENCODER, EngineLimits, dim_ranges, engine_specs, specs_to_json
 from runtime.device_info import detect_gpu, tensorrt_version
 from runtime.errors import EngineMismatchError, Qwen3TTSError
 from runtime.identity import weights_identity
@@ -47,8 +47,11 @@ PARITY_LIMITS = {
     "fp16": {"talker_prefill": 5e-2, "talker_decode": 5e-2, "predictor": 5e-2, "codec": 5e-2},
 }
 
-# The voice encoders: the x-vector to the 1e-4 (seen: 7e-7), and codes identical.
-VOICE_PARITY_LIMITS = {"speaker_encoder": 1e-4, "codec_encoder": 0.0}
+# The voice encoders: the x-vector to the 1e-4 (seen: 1e-6). For the codec encoder the
+# figure is the share of frames whose codes differ: ONNX Runtime's embeddings sit as close to fp64
+# as PyTorch's (5e-7), but a residual within ~1e-6 of two codewords may go either way under another
+# kernel (seen: 1 frame of 154 on 12 s of test audio, 0 on shorter clips).
+VOICE_PARITY_LIMITS = {"speaker_encoder": 1e-4, "codec_encoder": 0.05}
 
 
 def parity_limit(graph: str, limits: EngineLimits) -> float | None:
@@ -133,7 +136,9 @@ def ort_parity(module: torch.nn.Module, spec, path: Path) -> float:
             expected = module(*args)
         got = sess.run(None, {t.name: a.numpy() for t, a in zip(spec.inputs, args)})
         for g, e in zip(got, expected):
-            if g.size:
+            if g.size and spec.name == CODEC_ENCODER:  # [B, 16, frames]: share of frames that differ
+                worst = max(worst, float((g != e.numpy()).any(axis=1).mean()))
+            elif g.size:
                 worst = max(worst, float(np.abs(g.astype(np.float64) - e.float().numpy()).max()))
     return worst
 

@@ -240,6 +240,64 @@ def check_voice_fits(voice: Voice, config: ModelConfig, where: str = "the voice"
                      f"{why}. Make the voice again with this model (qwen3-tts-trt voice create ... -m MODEL)")
 
 
+class VoiceLibrary:
+    """Voices for a long-lived service: a `.voice` file, or a recording with its transcript that is
+    encoded the first time it is asked for and cached (keyed by file, size, mtime and settings),
+    so the same audio is never encoded twice. Encoders are opened on first need.
+
+        library = VoiceLibrary(checkpoint, build_dir)
+        voice = library.get("alice.voice")                        # a file from `voice create`
+        voice = library.get(("bob.wav", "Transcript of bob.wav"))   # encoded once, then cached
+        voice = library.get({"audio": "bob.wav", "x_vector_only": True, "language": "english"})
+    """
+
+    def __init__(self, checkpoint, build_dir: str | os.PathLike | None = None, backend: str = "auto"):
+        from .checkpoint import resolve_checkpoint
+        from .config import load_model_config
+
+        self.checkpoint, self.build_dir, self.backend = checkpoint, build_dir, backend
+        self.config = load_model_config(resolve_checkpoint(checkpoint))
+        self._maker: VoiceMaker | None = None
+        self._cache: dict[tuple, Voice] = {}
+
+    def get(self, voice) -> Voice:
+        if isinstance(voice, Voice):
+            check_voice_fits(voice, self.config)
+            return voice
+        if isinstance(voice, (str, os.PathLike)) and str(voice).endswith(".voice"):
+            path = Path(voice).expanduser()
+            key = ("file", *self._stamp(path))
+            if key not in self._cache:
+                self._cache[key] = load_voice(path, self.config)
+            return self._cache[key]
+        if isinstance(voice, tuple) and len(voice) == 2:
+            voice = dict(audio=voice[0], ref_text=voice[1])
+        if not isinstance(voice, dict) or "audio" not in voice:
+            raise VoiceError("a voice is a Voice, a .voice file, (recording, transcript) or "
+                             "{'audio': recording, 'ref_text': ..., 'x_vector_only': ..., 'language': ...}")
+        settings = dict(voice)
+        audio = settings.pop("audio")
+        unknown = set(settings) - {"ref_text", "x_vector_only", "language", "sample_rate"}
+        if unknown:
+            raise VoiceError(f"unknown voice settings: {', '.join(sorted(unknown))}")
+        if not isinstance(audio, (str, os.PathLike)):
+            raise VoiceError("a cached voice is made from a recording file; encode arrays with Voice.from_audio")
+        key = ("audio", *self._stamp(Path(audio).expanduser()), json.dumps(settings, sort_keys=True, default=str))
+        if key not in self._cache:
+            if self._maker is None:
+                self._maker = VoiceMaker.open(self.checkpoint, self.build_dir, self.backend)
+            self._cache[key] = self._maker.make(audio, **settings)
+        return self._cache[key]
+
+    @staticmethod
+    def _stamp(path: Path) -> tuple:
+        try:
+            st = path.resolve().stat()
+        except OSError:
+            raise VoiceError(f"voice not found: {path}") from None
+        return str(path.resolve()), st.st_size, st.st_mtime_ns
+
+
 @dataclass
 class VoiceMaker:
     """Encoders opened once, voices made many times: `VoiceMaker.open(model).make("ref.wav", "...")`."""

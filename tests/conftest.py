@@ -65,7 +65,7 @@ def tiny_base_build(tiny_base, tmp_path_factory):
     from export.build import build
     from test_build_onnx import LIMITS
 
-    root = tmp_path_factory.mktemp("builds-base")
+    root = Path(os.environ.get("QWEN3_TTS_TEST_BUILDS") or tmp_path_factory.mktemp("builds-base"))  # as tiny_build
     manifest = build(str(tiny_base), root, LIMITS, log=lambda *_: None)
     return root / "cpu" / tiny_base.name, manifest
 
