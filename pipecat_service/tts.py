@@ -56,12 +56,14 @@ def _given():
 class Qwen3TTSSettings(TTSSettings):
     """What a `TTSUpdateSettingsFrame(delta=Qwen3TTSSettings(...))` can change between utterances.
 
-    - `voice`: a CustomVoice speaker name (e.g. "ryan"), or None for VoiceDesign and clones.
+    - `voice`: a CustomVoice speaker name (e.g. "ryan"); or, for Base checkpoints, a voice file
+      `NAME.voice` made by `qwen3-tts-trt voice create` (read once, checked against the model).
     - `language`: a Pipecat `Language` (Language.ZH) or a Qwen name ("chinese"), or "auto". It also
       sets the sentence splitter's language, so Chinese, Japanese and Korean split right.
     - `instruct`: the voice description (VoiceDesign; 1.7B CustomVoice style instructions).
-    - `clone`: a voice-clone prompt for Base checkpoints, a `runtime.prompt.Voice` carrying `xvector`
-      (and `ref_codes` + `ref_text` for ICL); its speaker/language/instruct fields are ignored.
+    - `clone`: a voice-clone prompt for Base checkpoints: a `.voice` file path, or a
+      `runtime.prompt.Voice` carrying `xvector` (and `ref_codes` + `ref_text` for ICL), e.g. from
+      `Voice.from_audio(...)`. It speaks its own language unless `language` names another.
     - `temperature`, `top_k`, `top_p`: codebook-0 sampling; `subtalker_*`: codebooks 1-15 (the
       official names). None keeps the checkpoint's generation_config value.
     - `seed`: None for fresh randomness per utterance; an int repeats the same audio.
@@ -72,7 +74,7 @@ class Qwen3TTSSettings(TTSSettings):
     """
 
     instruct: str | None | NotGiven = _given()
-    clone: Voice | None | NotGiven = _given()
+    clone: Voice | str | Path | None | NotGiven = _given()
     temperature: float | None | NotGiven = _given()
     top_k: int | None | NotGiven = _given()
     top_p: float | None | NotGiven = _given()
@@ -85,6 +87,7 @@ class Qwen3TTSSettings(TTSSettings):
     chunk_ramp: tuple[int, ...] | None | NotGiven = _given()
 
 
+VOICE_SUFFIX = ".voice"
 _SAMPLING_FIELDS = ("temperature", "top_k", "top_p", "subtalker_temperature", "subtalker_top_k", "subtalker_top_p",
                     "seed", "max_new_tokens")
 
@@ -215,6 +218,7 @@ class Qwen3TTSService(TTSService):
             kwargs["text_aggregation_mode"] = TextAggregationMode.TOKEN
         self._text_streaming = text_streaming
         self._text_turns: dict[str, _TextTurn] = {}
+        self._voice_files: dict[tuple, Voice] = {}
         super().__init__(push_start_frame=True, push_stop_frames=True, settings=store, **kwargs)
         self._engine: _Engine | None = None
         self._open_error: str | None = None
@@ -300,9 +304,22 @@ class Qwen3TTSService(TTSService):
 
     def _voice(self, s: Qwen3TTSSettings) -> Voice:
         language = s.language if isinstance(s.language, str) and s.language else "auto"
-        if isinstance(s.clone, Voice):
-            return replace(s.clone, language=language)
+        clone = s.clone
+        if clone is None and isinstance(s.voice, (str, Path)) and str(s.voice).endswith(VOICE_SUFFIX):
+            clone = s.voice
+        if isinstance(clone, (str, Path)):
+            clone = self._voice_file(clone)
+        if isinstance(clone, Voice):  # a clone speaks its own language unless the settings name one
+            return replace(clone, language=clone.language if language == "auto" else language)
         return Voice(speaker=s.voice or None, language=language, instruct=s.instruct or None)
+
+    def _voice_file(self, path: str | Path) -> Voice:
+        """A .voice file (`qwen3-tts-trt voice create`), read once and kept: never re-encoded."""
+        p = Path(path).expanduser()
+        key = (str(p.resolve()), p.stat().st_mtime_ns if p.is_file() else None)
+        if key not in self._voice_files:
+            self._voice_files[key] = Voice.load(p, model=self._synth.config)  # another model's voice: refused
+        return self._voice_files[key]
 
     def _validate(self, s: Qwen3TTSSettings) -> None:
         """Unknown speaker or language, a clone on the wrong variant, bad sampling: named here, not

@@ -12,6 +12,7 @@ import time
 
 import numpy as np
 import pytest
+import torch
 
 pytest.importorskip("pipecat")
 
@@ -471,3 +472,28 @@ def test_a_misnamed_speaker_is_a_construction_error(synth):
 
     with pytest.raises(PromptError, match="unknown speaker 'nobody'.*ryan"):
         service(synth, voice="nobody")
+
+
+async def test_a_voice_file_speaks_and_one_for_another_model_is_refused(tiny_base, tiny_custom_voice, tmp_path):
+    """Base checkpoints speak cloned voices: a .voice file in the `voice` setting is read once and
+    checked against the model; one made for another model is refused by name."""
+    from runtime.voice import origin_of
+
+    synth = Synthesizer.open(tiny_base, None, "torch")
+    g = torch.Generator().manual_seed(1)
+    made = Voice(xvector=torch.randn(synth.config.talker.hidden_size, generator=g), language="english",
+                 made_for=origin_of(synth.config, "tiny-base"))
+    path = made.save(tmp_path / "me.voice")
+    tts = Qwen3TTSService(synthesizer=synth, settings=Qwen3TTSSettings(voice=str(path), greedy=True,
+                                                                       max_new_tokens=FRAMES + 1))
+    down, up = await run_test(tts, frames_to_send=[TTSSpeakFrame(HELLO)])
+    loaded = Voice.load(path, model=tiny_base)
+    expected = b"".join(to_pcm16(c.samples).tobytes()
+                        for c in synth.stream(HELLO, loaded, synth.greedy_params(max_new_tokens=FRAMES + 1)))
+    assert audio_of(down) == expected and not [f for f in up if isinstance(f, ErrorFrame)]
+
+    other = Synthesizer.open(tiny_custom_voice, None, "torch")
+    foreign = Voice(xvector=made.xvector, made_for=origin_of(other.config, "tiny-custom-voice"))
+    bad = foreign.save(tmp_path / "foreign.voice")
+    _, up = await run_test(tts, frames_to_send=[TTSUpdateSettingsFrame(delta=Qwen3TTSSettings(voice=str(bad)))])
+    assert any("refused" in f.error and "foreign.voice" in f.error for f in up if isinstance(f, ErrorFrame))
