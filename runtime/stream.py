@@ -406,24 +406,15 @@ class Synthesizer:
                 if voice.ref_codes is not None:  # ICL: the reference is the codec's left context
                     self._prime_codec(torch.as_tensor(voice.ref_codes, dtype=torch.long))
                 for frame in itertools.chain(source, [None]):  # None: the end, flush what is pending
-                    if frame is TEXT_STALL:  # the loop waits for text: what is made plays meanwhile
-                        if pending:
-                            chunk = self._emit(pending, chunks)
-                            pending, chunks = [], chunks + 1
-                            audio_samples += len(chunk.samples)
-                            ttfc = ttfc if ttfc is not None else time.perf_counter() - t_request
-                            active += time.perf_counter() - resumed
-                            yield chunk
-                            resumed = time.perf_counter()
-                        continue
-                    if frame is not None:
+                    stalled = frame is TEXT_STALL  # the loop waits for text: what is made plays meanwhile
+                    if frame is not None and not stalled:
                         frames += 1
                         self._live_frames = frames
                         pending.append(frame)
                         if self._cancel.is_set():
                             outcome["end"] = "cancelled"
                             break
-                    if pending and (frame is None or len(pending) >= self._chunk_size(chunks, ramp)):
+                    if pending and (frame is None or stalled or len(pending) >= self._chunk_size(chunks, ramp)):
                         chunk = self._emit(pending, chunks)
                         pending, chunks = [], chunks + 1
                         audio_samples += len(chunk.samples)
