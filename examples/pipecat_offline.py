@@ -32,6 +32,7 @@ from pipecat.processors.frame_processor import FrameDirection, FrameProcessor  #
 from pipecat.workers.runner import WorkerRunner  # noqa: E402
 
 from pipecat_service import Qwen3TTSService, Qwen3TTSSettings  # noqa: E402
+from runtime.manifest import default_build_dir  # noqa: E402
 
 TURNS = [
     "Hello! Thanks for calling. How can I help you today?",
@@ -123,15 +124,6 @@ async def speak(args) -> dict:
         raise SystemExit(f"error: {errors[0] if errors else 'no turn was spoken'}")
     return dict(backend=tts.synthesizer.backend_name, model=str(args.model), sample_rate=args.sample_rate,
                 turns=turns)
-
-
-def default_build_dir(model: str | Path) -> Path | None:
-    """builds/<this GPU or cpu>/<model folder name>, as build.sh writes it, when it exists."""
-    from runtime.device_info import detect_gpu
-
-    gpu = detect_gpu()
-    path = Path("builds") / (gpu["slug"] if gpu else "cpu") / Path(str(model).rstrip("/")).name
-    return path if (path / "manifest.json").is_file() else None
 
 
 def main() -> int:

@@ -184,18 +184,11 @@ def _stdin_fragments():
 
 
 # -- commands -----------------------------------------------------------------------------------
-def _default_build_dir(model: str) -> Path | None:
-    from .device_info import detect_gpu
-
-    gpu = detect_gpu()
-    path = Path("builds") / (gpu["slug"] if gpu else "cpu") / Path(model.rstrip("/")).name
-    return path if (path / "manifest.json").is_file() else None
-
-
 def _open(args):
+    from .manifest import default_build_dir
     from .stream import StreamOptions, Synthesizer
 
-    build_dir = args.build_dir or _default_build_dir(args.model)
+    build_dir = args.build_dir or default_build_dir(args.model)
     options = StreamOptions(chunk_ramp=tuple(args.chunk_ramp), pcm16=getattr(args, "pcm16", False))
     synth = Synthesizer.open(args.model, build_dir, args.backend, options=options, fallback=args.fallback)
     if not args.no_warmup:
@@ -250,7 +243,9 @@ def _voice_create(args) -> int:
 
     reference_audio(args.audio)  # a bad recording fails here, before the model loads
     t0 = time.perf_counter()
-    build_dir = args.build_dir or _default_build_dir(args.model)
+    from .manifest import default_build_dir
+
+    build_dir = args.build_dir or default_build_dir(args.model)
     maker = VoiceMaker.open(args.model, build_dir, args.backend)
     t_load = time.perf_counter() - t0
     t0 = time.perf_counter()

@@ -21,6 +21,15 @@ MANIFEST = "manifest.json"
 SCHEMA = 1
 
 
+def default_build_dir(model: str | Path) -> Path | None:
+    """builds/<this GPU or cpu>/<model folder name>, as build.sh writes it, when it exists."""
+    from .device_info import detect_gpu
+
+    gpu = detect_gpu()
+    path = Path("builds") / (gpu["slug"] if gpu else "cpu") / Path(str(model).rstrip("/")).name
+    return path if (path / MANIFEST).is_file() else None
+
+
 def load_manifest(build_dir: str | Path) -> dict:
     path = Path(build_dir) / MANIFEST
     if not path.is_file():
