@@ -50,9 +50,9 @@ def synth(tiny_build, tiny_custom_voice):
     return s
 
 
-def service(synth, **settings) -> Qwen3TTSService:
+def service(synth, text_streaming=False, **settings) -> Qwen3TTSService:
     delta = Qwen3TTSSettings(**{**GREEDY.given_fields(), **settings})
-    return Qwen3TTSService(synthesizer=synth, settings=delta)
+    return Qwen3TTSService(synthesizer=synth, settings=delta, text_streaming=text_streaming)
 
 
 def reference_pcm(synth, text, speaker="ryan", max_new_tokens=FRAMES + 1, **params) -> bytes:
@@ -170,17 +170,22 @@ async def drive(processor, script, params: PipelineParams | None = None):
     return recorder
 
 
+async def barge_in_then_speak(worker, rec):
+    """Interrupt as soon as the first audio leaves, then speak HELLO as a whole, bounded turn."""
+    await rec.until(lambda f: isinstance(f, TTSAudioRawFrame))  # speaking now: barge in
+    await worker.queue_frame(InterruptionFrame())
+    await rec.until(lambda f: isinstance(f, InterruptionFrame))
+    await worker.queue_frame(TTSUpdateSettingsFrame(delta=Qwen3TTSSettings(max_new_tokens=FRAMES + 1)))
+    await worker.queue_frame(TTSSpeakFrame(HELLO))
+    await rec.until(lambda f: isinstance(f, TTSStoppedFrame))
+
+
 async def test_interruption_stops_within_one_frame_and_the_next_turn_is_whole(synth):
     tts = service(synth, max_new_tokens=2048)  # the first turn would run to its EOS guard (hundreds of frames)
 
     async def script(worker, rec):
         await worker.queue_frame(TTSSpeakFrame(HELLO))
-        await rec.until(lambda f: isinstance(f, TTSAudioRawFrame))  # speaking now: barge in
-        await worker.queue_frame(InterruptionFrame())
-        await rec.until(lambda f: isinstance(f, InterruptionFrame))
-        await worker.queue_frame(TTSUpdateSettingsFrame(delta=Qwen3TTSSettings(max_new_tokens=FRAMES + 1)))
-        await worker.queue_frame(TTSSpeakFrame(HELLO))
-        await rec.until(lambda f: isinstance(f, TTSStoppedFrame))
+        await barge_in_then_speak(worker, rec)
 
     down = (await drive(tts, script)).frames
     cut = next(i for i, f in enumerate(down) if isinstance(f, InterruptionFrame))
@@ -400,11 +405,6 @@ def same_codes(a: bytes, b: bytes) -> bool:
 TOKENS = ["Hello", " there", ",", " how", " are", " you", " doing", " today", "?"]
 
 
-def streaming_service(synth, **settings) -> Qwen3TTSService:
-    delta = Qwen3TTSSettings(**{**GREEDY.given_fields(), **settings})
-    return Qwen3TTSService(synthesizer=synth, settings=delta, text_streaming=True)
-
-
 async def llm_turn(worker, rec, tokens, gap_s):
     """What an LLM service pushes: a response start, tokens as they are generated, the end."""
     await worker.queue_frame(LLMFullResponseStartFrame())
@@ -416,7 +416,7 @@ async def llm_turn(worker, rec, tokens, gap_s):
 
 
 async def test_text_streaming_speaks_before_the_reply_is_written(synth):
-    tts = streaming_service(synth)
+    tts = service(synth, text_streaming=True)
 
     async def script(worker, rec):
         await llm_turn(worker, rec, TOKENS, gap_s=0.15)
@@ -439,24 +439,19 @@ async def test_text_streaming_sampled_with_a_seed_equals_sentence_mode(synth):
         await llm_turn(worker, rec, TOKENS, gap_s=0.0)
         await rec.until(lambda f: isinstance(f, TTSStoppedFrame))
 
-    streamed = (await drive(streaming_service(synth, greedy=False, seed=5), script)).frames
+    streamed = (await drive(service(synth, text_streaming=True, greedy=False, seed=5), script)).frames
     sentence = (await drive(service(synth, greedy=False, seed=5), script)).frames
     assert audio_of(streamed) and same_codes(audio_of(streamed), audio_of(sentence))
 
 
 async def test_text_streaming_interruption_stops_text_and_audio(synth):
-    tts = streaming_service(synth, max_new_tokens=2048)
+    tts = service(synth, text_streaming=True, max_new_tokens=2048)
 
     async def script(worker, rec):
         await worker.queue_frame(LLMFullResponseStartFrame())
         for token in TOKENS[:4]:
             await worker.queue_frame(LLMTextFrame(token))
-        await rec.until(lambda f: isinstance(f, TTSAudioRawFrame))
-        await worker.queue_frame(InterruptionFrame())
-        await rec.until(lambda f: isinstance(f, InterruptionFrame))
-        await worker.queue_frame(TTSUpdateSettingsFrame(delta=Qwen3TTSSettings(max_new_tokens=FRAMES + 1)))
-        await worker.queue_frame(TTSSpeakFrame(HELLO))
-        await rec.until(lambda f: isinstance(f, TTSStoppedFrame))
+        await barge_in_then_speak(worker, rec)
 
     down = (await drive(tts, script)).frames
     cut = next(i for i, f in enumerate(down) if isinstance(f, InterruptionFrame))
