@@ -15,7 +15,7 @@ from runtime.prompt import Voice
 from runtime.reference import Reference
 from runtime.sampling import SamplingParams
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]  # 0.6B shapes: minutes on 2 cores
 LIMITS = EngineLimits(max_context=512, max_prompt=256)
 
 

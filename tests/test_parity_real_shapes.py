@@ -10,7 +10,7 @@ from runtime.reference import Reference
 from runtime.sampling import SamplingParams
 from test_parity_official import MAX_NEW, TEXT, OfficialRun
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]  # 0.6B shapes: minutes on 2 cores
 
 
 def test_real_shapes_greedy_and_audio_parity(real_custom_voice):

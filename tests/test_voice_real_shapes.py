@@ -17,7 +17,7 @@ from runtime.contract import VOICE_ENGINES, EngineLimits, engine_specs
 from runtime.voice import reference_audio
 from test_voice import synth_audio
 
-pytestmark = [pytest.mark.slow, pytest.mark.official]  # runs the official code (transformers 4.57)
+pytestmark = [pytest.mark.slow, pytest.mark.official, pytest.mark.timeout(2400)]  # runs the official code (transformers 4.57)
 
 
 def official_encoders(model_dir):
