@@ -25,7 +25,7 @@ import weakref
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, AsyncGenerator, Callable
+from typing import Any, AsyncGenerator, Awaitable, Callable, TypeVar
 
 from loguru import logger
 from pipecat.audio.utils import create_stream_resampler
@@ -46,6 +46,7 @@ QWEN_LANGUAGES: dict[Language, str] = {
     Language.ES: "spanish", Language.IT: "italian",
 }
 _LANGUAGE_OF_NAME = {name: lang for lang, name in QWEN_LANGUAGES.items()}
+T = TypeVar("T")
 
 
 def _given():
@@ -273,7 +274,7 @@ class Qwen3TTSService(TTSService):
 
     async def cancel(self, frame: CancelFrame):
         for turn in list(self._text_turns.values()):  # text still arriving will never end: stop its streams
-            turn.live.feed.cancel()
+            turn.live.cancel()
             if turn.task is not None:
                 await self.cancel_task(turn.task)
         await super().cancel(frame)
@@ -359,13 +360,13 @@ class Qwen3TTSService(TTSService):
         resampler = create_stream_resampler(quality="HQ", clear_after_secs=None) \
             if self.sample_rate != self._synth.sample_rate else None
         try:
-            await utterance.take_turn(self._log_wait)
+            await self._keeping_alive(context_id, utterance.take_turn(self._log_wait))
 
             def start():
                 utterance.stream = open_stream()
 
-            await utterance.on_worker(start)  # validation errors surface here, before any audio
-            while (chunk := await utterance.on_worker(utterance.next_chunk)) is not None:
+            await self._keeping_alive(context_id, utterance.on_worker(start))  # request errors surface here
+            while (chunk := await self._keeping_alive(context_id, utterance.on_worker(utterance.next_chunk))) is not None:
                 audio = to_pcm16(chunk.samples).tobytes()
                 if resampler is not None:
                     audio = await resampler.resample(audio, self._synth.sample_rate, self.sample_rate)
@@ -380,6 +381,23 @@ class Qwen3TTSService(TTSService):
             await self.push_error(_describe(exc, opening=False), exception=exc, force_treat_as_permanent=True)
         finally:
             utterance.end(self._record_release)
+
+    async def _keeping_alive(self, context_id: str, work: Awaitable[T]) -> T:
+        """Await engine work while telling Pipecat that the turn's audio context is still in use.
+
+        Pipecat ends an audio context that gets no audio for `stop_frame_timeout_s` (3 s): it pushes
+        TTSStoppedFrame and drops what comes later. A wait for a shared engine, or a long chunk from a
+        big model on a CPU, is not the end of the turn."""
+        task = asyncio.ensure_future(work)
+        try:
+            while True:
+                done, _ = await asyncio.wait({task}, timeout=min(1.0, self._stop_frame_timeout_s / 3))
+                if done:
+                    return task.result()
+                self._refresh_audio_context(context_id)
+        finally:
+            if not task.done():  # we were cancelled (interruption): so is the wait
+                task.cancel()
 
     # -- speech while the LLM is still writing (text_streaming=True) -----------------------------
     async def _take_tokens(self, text: str, context_id: str) -> AsyncGenerator[Frame | None, None]:
@@ -422,7 +440,7 @@ class Qwen3TTSService(TTSService):
     async def on_audio_context_interrupted(self, context_id: str):
         turn = self._text_turns.pop(context_id, None)
         if turn is not None:  # stop taking text, and stop the stream at its next frame
-            turn.live.feed.cancel()
+            turn.live.cancel()
             if turn.task is not None:
                 await self.cancel_task(turn.task)
 

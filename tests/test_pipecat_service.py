@@ -50,6 +50,22 @@ def synth(tiny_build, tiny_custom_voice):
     return s
 
 
+@pytest.fixture(autouse=True)
+def engine_turn_is_given_back(request):
+    """Every test must leave the shared synthesizer free: a turn left held would make the next test
+    wait forever, so it fails here, in the test that leaked it."""
+    yield
+    if "synth" not in request.fixturenames:
+        return
+    from pipecat_service.tts import _Engine
+
+    engine = _Engine._of.get(request.getfixturevalue("synth"))
+    if engine is not None and not engine.turn.acquire(timeout=10):
+        pytest.fail("the test left the shared synthesizer's turn held (an utterance was never closed)")
+    if engine is not None:
+        engine.turn.release()
+
+
 def service(synth, text_streaming=False, **settings) -> Qwen3TTSService:
     delta = Qwen3TTSSettings(**{**GREEDY.given_fields(), **settings})
     return Qwen3TTSService(synthesizer=synth, settings=delta, text_streaming=text_streaming)
@@ -319,12 +335,22 @@ async def test_metrics_as_pipecat_services_report_them(synth):
 
 
 async def test_two_pipelines_sharing_one_synthesizer_never_interleave(synth):
-    a, b = service(synth, max_new_tokens=200), service(synth, voice="vivian", max_new_tokens=200)
+    # Pipecat ends an audio context that stays silent for stop_frame_timeout_s; the one that waits
+    # for the engine (200 frames of the other's turn, longer than 0.2 s) must still be one whole turn.
+    def shared(**settings):
+        return Qwen3TTSService(synthesizer=synth, settings=Qwen3TTSSettings(**{**GREEDY.given_fields(), **settings}),
+                               stop_frame_timeout_s=0.2)
+
+    a, b = shared(max_new_tokens=200), shared(voice="vivian", max_new_tokens=200)
     (down_a, _), (down_b, _) = await asyncio.gather(run_test(a, frames_to_send=[TTSSpeakFrame(HELLO)]),
                                                     run_test(b, frames_to_send=[TTSSpeakFrame(HELLO)]))
     assert audio_of(down_a) == reference_pcm(synth, HELLO, speaker="ryan", max_new_tokens=200)
     assert audio_of(down_b) == reference_pcm(synth, HELLO, speaker="vivian", max_new_tokens=200)
     assert a.engine_waits + b.engine_waits >= 1  # the second waited for the first, and said so
+    for down in (down_a, down_b):
+        assert kinds(down).count(TTSStartedFrame) == kinds(down).count(TTSStoppedFrame) == 1
+        stopped = next(i for i, f in enumerate(down) if isinstance(f, TTSStoppedFrame))
+        assert not [f for f in down[stopped:] if isinstance(f, TTSAudioRawFrame)], "audio after the turn's stop"
 
 
 def test_engines_open_in_start_from_a_checkpoint(tiny_build, tiny_custom_voice):
