@@ -18,9 +18,10 @@ import asyncio
 import itertools
 import threading
 import time
+from contextlib import aclosing
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import AsyncIterator, Iterable, Iterator
+from typing import AsyncIterable, AsyncIterator, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -36,7 +37,7 @@ from .prompt import ASSISTANT_SUFFIX_LEN, ROLE_LEN, Prompt, PromptBuilder, Voice
 from .sampling import SamplingParams
 from .text import TextTokenizer
 from .text_split import split_text
-from .text_stream import LivePrompt, TextFeed, TextInput
+from .text_stream import LivePrompt, TextInput
 
 
 @dataclass(frozen=True)
@@ -118,7 +119,7 @@ class Synthesizer:
         self._cancel = threading.Event()
         self._cancel_mark: int | None = None  # frames made when cancel() was called
         self._live_frames = 0
-        self._feed: TextFeed | None = None  # the streaming text of the utterance in progress
+        self._feed: TextInput | None = None  # the streaming text of the utterance in progress
         self._current = None
 
     @classmethod
@@ -226,23 +227,40 @@ class Synthesizer:
         token as it becomes final, and waits for text rather than guess that it ended: the wait
         is `last_metrics.text_stall_ms`, and the audio made before it is flushed first. When the
         input closes, the text ends exactly as in `stream()`: the ids fed equal the whole text's,
-        so greedy codes equal `stream(whole_text)` for text that fits one context. Text that is
-        complete before generation starts takes the `stream()` path itself (splitting included)."""
+        so greedy codes equal `stream(whole_text)` for text that fits one context. Longer text is
+        cut as it arrives into segments that each fit one context, at sentence ends where it has
+        them (`TextInput`); each segment speaks as `stream(segment_text)`, on one codec stream. Text
+        that is complete before generation starts takes the `stream()` path itself."""
         t_request = time.perf_counter()
         params = params or self.default_params()
         self._check_request(voice, params)
         before, taken = self.prompts.streaming_layout(voice)
         ramp = self.check_chunk_ramp(chunk_ramp)
+        if isinstance(text, str):
+            raise PromptError("stream_text takes an iterable of text fragments; for one string use stream()")
         live = text if isinstance(text, TextInput) else self.text_input()
+        max_ids = self._segment_ids(voice, params)
+        live.limit(max_ids, window=max(4, max_ids // 4))  # longer text: cut at sentence ends, as stream() does
         if not isinstance(text, TextInput):
-            if isinstance(text, str):
-                raise PromptError("stream_text takes an iterable of text fragments; for one string use stream()")
             threading.Thread(target=_pump, args=(iter(text), live), daemon=True, name="qwen3-tts-text").start()
 
         def frames(outcome):
             return self._arriving_text_frames(live, voice, params, before, taken, outcome)
 
-        return self._start(self._run(frames, voice, params, t_request, ramp, live.feed))
+        return self._start(self._run(frames, voice, params, t_request, ramp, live))
+
+    def _segment_ids(self, voice: Voice, params: SamplingParams) -> int:
+        """The most text ids one context holds with this voice: the text's positions plus the frames
+        the EOS guard allows must fit, the test `_plan` makes for each piece of a long text."""
+        limits, probe = self.backend.limits, self.prompts.build("a", voice)
+        base = probe.text_positions - len(probe.text_ids)  # each further id takes one position
+        for n in range(limits.max_context - base, 0, -1):
+            frames = min(max(2, min(self.options.max_frames, int(self.options.base_frames + self.options.frames_per_token * n))),
+                         params.max_new_tokens - 1)
+            if base + n + frames < limits.max_context:
+                return n
+        raise PromptError(f"the voice prompt alone needs {probe.length} positions; the engines hold "
+                          f"{limits.max_context}: shorten the instruct or reference, or rebuild with more")
 
     def _start(self, run):
         previous = self._current
@@ -266,22 +284,64 @@ class Synthesizer:
         chunks = [c.samples for c in self.stream(text, voice, params)]
         return np.concatenate(chunks) if chunks else np.zeros(0, np.int16 if self.options.pcm16 else np.float32)
 
-    async def astream(self, text: str, voice: Voice = Voice(), params: SamplingParams | None = None
-                      ) -> AsyncIterator[AudioChunk]:
+    async def astream(self, text: str, voice: Voice = Voice(), params: SamplingParams | None = None, *,
+                      chunk_ramp: tuple[int, ...] | None = None) -> AsyncIterator[AudioChunk]:
         """The same stream for asyncio: generation runs in a worker thread, chunks arrive in order.
         Leaving the loop early (or cancelling the task) cancels the generation."""
+        async with aclosing(self._in_worker(self.stream(text, voice, params, chunk_ramp=chunk_ramp))) as chunks:
+            async for chunk in chunks:
+                yield chunk
+
+    async def astream_text(self, text: AsyncIterable[str] | Iterable[str] | TextInput, voice: Voice = Voice(),
+                           params: SamplingParams | None = None, *,
+                           chunk_ramp: tuple[int, ...] | None = None) -> AsyncIterator[AudioChunk]:
+        """`stream_text` for asyncio: `text` may be an async iterable of fragments (an LLM client's
+        token stream), read on the event loop as it arrives. Leaving the loop early (or cancelling
+        the task) stops both the reading and the generation."""
+        if not hasattr(text, "__aiter__"):
+            async with aclosing(self._in_worker(self.stream_text(text, voice, params, chunk_ramp=chunk_ramp))) as chunks:
+                async for chunk in chunks:
+                    yield chunk
+            return
+        live = self.text_input()
+        chunks = self.stream_text(live, voice, params, chunk_ramp=chunk_ramp)  # validation errors: here
+
+        async def read():
+            try:
+                async for fragment in text:
+                    if live.cancelled:
+                        return
+                    live.push(fragment)
+            except Exception as exc:  # noqa: BLE001  (the text source failed: end the utterance with its error)
+                live.fail(PromptError(f"the text source raised {type(exc).__name__}: {exc}"))
+                return
+            live.close()
+
+        reader = asyncio.ensure_future(read())
+        try:
+            async with aclosing(self._in_worker(chunks)) as audio:
+                async for chunk in audio:
+                    yield chunk
+        finally:
+            reader.cancel()
+            live.cancel()
+
+    async def _in_worker(self, chunks: Iterator[AudioChunk]) -> AsyncIterator[AudioChunk]:
+        """Run a stream in a worker thread and hand its chunks (or its error) to the event loop."""
         loop = asyncio.get_running_loop()
-        chunks = self.stream(text, voice, params)
         queue: asyncio.Queue = asyncio.Queue()
-        done = object()
+        done, left = object(), threading.Event()
 
         def work():
             try:
                 for chunk in chunks:
+                    if left.is_set():  # the consumer left before the stream had started: end it here
+                        break
                     loop.call_soon_threadsafe(queue.put_nowait, chunk)
             except BaseException as exc:  # delivered to the consumer
                 loop.call_soon_threadsafe(queue.put_nowait, exc)
             finally:
+                getattr(chunks, "close", lambda: None)()
                 loop.call_soon_threadsafe(queue.put_nowait, done)
 
         worker = loop.run_in_executor(None, work)
@@ -298,7 +358,8 @@ class Synthesizer:
                 yield item
         finally:
             if not finished:
-                self._cancel.set()
+                left.set()
+                self.cancel()  # the frame loop stops at its next frame (or stops waiting for text)
             await asyncio.shield(worker)
 
     def warmup(self) -> None:
@@ -356,22 +417,43 @@ class Synthesizer:
                 outcome["end"] = seg_end
 
     def _arriving_text_frames(self, live: TextInput, voice: Voice, params: SamplingParams, before: list[int], taken: int,
-                     outcome: dict):
-        """Frames of text that is still arriving (one segment), or of `stream()`'s pieces when the
-        text was complete before the prefill could start."""
-        feed = live.feed
-        outcome["segments"] = 1
-        if not feed.wait(max(taken - len(before), 1)):  # the prefill needs its text entries
+                              outcome: dict):
+        """Frames of text that is still arriving, segment after segment (one context each)."""
+        outcome["segments"] = 0
+        index = 0
+        while (seg := live.segment(index)) is not None:
+            index += 1
+            if live.error is not None:
+                raise live.error
+            if seg.feed.closed and not seg.text.strip():
+                continue  # only spaces after the last cut
+            outcome["segments"] += 1
+            yield from self._segment_of_arriving_text(live, seg, voice, params, before, taken, outcome)
+            if outcome["end"] == "cancelled" or not seg.feed.closed:
+                break  # (an end before the segment's text was complete ends the utterance, as in stream())
+        if live.error is not None:
+            raise live.error
+        if outcome["segments"] == 0 and outcome["end"] != "cancelled":
+            raise PromptError("text is empty: nothing to say")
+
+    def _segment_of_arriving_text(self, live: TextInput, seg, voice: Voice, params: SamplingParams,
+                                  before: list[int], taken: int, outcome: dict):
+        """Frames of one segment, or of `stream()`'s pieces when its text was complete before the
+        prefill could start."""
+        feed, need = seg.feed, max(taken - len(before), 1)  # the prefill needs its text entries
+        if not feed.ready(need):
+            yield TEXT_STALL  # the last segment's audio plays while this one's text arrives
+        if not feed.wait(need):
             if live.error is not None:
                 raise live.error
             outcome["end"] = "cancelled"
             return
         if feed.closed:
-            pieces = self._plan(live.text, voice, params)
-            outcome["segments"] = len(pieces)
+            pieces = self._plan(seg.text, voice, params)
+            outcome["segments"] += len(pieces) - 1
             yield from self._segment_frames(pieces, voice, params, outcome)
             return
-        start = self.prompts.build_ids(live.role_ids, list(feed.ids), voice)
+        start = self.prompts.build_ids(seg.role_ids, list(feed.ids), voice)
         eos = self.embedder.text([self.config.ids.tts_eos])
         prompt = LivePrompt(start, feed, before, taken, self.embedder, eos)
         made = 0
@@ -384,15 +466,18 @@ class Synthesizer:
             yield frame
             if live.error is not None:
                 raise live.error
+            if live.cancelled:  # the text was withdrawn (an interruption): what follows would be made up
+                outcome["end"] = "cancelled"
+                return
         if self.loop.last.end_reason != "eos":
             outcome["end"] = self.loop.last.end_reason
 
     def _run(self, frames_of, voice: Voice, params: SamplingParams, t_request: float,
-             ramp: tuple[int, ...], feed: TextFeed | None = None):
+             ramp: tuple[int, ...], live: TextInput | None = None):
         with self._lock:
             self._cancel.clear()
             self._cancel_mark, self._live_frames = None, 0
-            self._feed = feed
+            self._feed = live
             backend = self.backend
             engine_start = backend.engine_seconds
             active, resumed = 0.0, time.perf_counter()
@@ -428,8 +513,8 @@ class Synthesizer:
             finally:
                 source.close()
                 self._feed = None
-                if feed is not None:
-                    feed.cancel()  # a pump still pushing text stops
+                if live is not None:
+                    live.cancel()  # a pump still pushing text stops
                 active += time.perf_counter() - resumed
                 engine = backend.engine_seconds - engine_start
                 self.last_metrics = UtteranceMetrics(
@@ -439,7 +524,7 @@ class Synthesizer:
                     chunks=chunks, fallback=backend.fallback,
                     frames_after_cancel=None if outcome["end"] != "cancelled" or self._cancel_mark is None
                     else frames - self._cancel_mark,
-                    text_stall_ms=None if feed is None else 1000 * feed.stall_seconds)
+                    text_stall_ms=None if live is None else 1000 * live.stall_seconds)
 
     def _emit(self, frames: list[torch.Tensor], index: int) -> AudioChunk:
         codes = torch.stack(frames).T[None]  # [1, 16, n]
@@ -456,11 +541,10 @@ def _pump(fragments: Iterator[str], live: TextInput) -> None:
     """Read an iterable of text fragments into `live` (its own thread: reading may block)."""
     try:
         for fragment in fragments:
-            if live.feed.cancelled:
+            if live.cancelled:
                 return
             live.push(fragment)
     except Exception as exc:  # noqa: BLE001  (the text source failed: end the utterance with its error)
-        live.error = PromptError(f"the text source raised {type(exc).__name__}: {exc}")
-        live.feed.cancel()
+        live.fail(PromptError(f"the text source raised {type(exc).__name__}: {exc}"))
         return
     live.close()

@@ -16,6 +16,7 @@ the model the text had ended), and it counts that wait.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 
@@ -33,6 +34,7 @@ class IncrementalTokenizer:
         self._pre = tokenizer.pre_tokenizer
         self.text = ""
         self.ids: list[int] = []  # released: final
+        self.frontier = 0  # characters of `text` that the released ids may cover (a piece boundary)
         self.closed = False
 
     def feed(self, fragment: str) -> list[int]:
@@ -53,13 +55,24 @@ class IncrementalTokenizer:
         n = 0
         while n < len(stable) and n < len(now) and stable[n] == now[n]:
             n += 1
+        if n:
+            self.frontier = settled
         return self._release(stable[:n])
 
-    def close(self) -> list[int]:
-        """No more text: the remaining ids, exactly as the one-shot prompt tokenizes the whole text."""
+    def close(self, at: int | None = None) -> list[int]:
+        """No more text (or none past character `at`, which must not be before `frontier`): the
+        remaining ids, exactly as the one-shot prompt tokenizes the whole text."""
+        if at is not None:
+            if at < self.frontier:
+                raise ValueError(f"cannot end the text at {at}: ids up to {self.frontier} are released")
+            self.text = self.text[:at]
         self.closed = True
         ids = self.tok.encode(ASSISTANT_TEMPLATE.format(text=self.text))[ROLE_LEN:-ASSISTANT_SUFFIX_LEN]
         return self._release(ids)
+
+    def count(self, text: str) -> int:
+        """Text ids of `text` as the one-shot prompt tokenizes it."""
+        return len(self.tok.encode(ASSISTANT_TEMPLATE.format(text=text))) - ROLE_LEN - ASSISTANT_SUFFIX_LEN
 
     def _body(self, text: str) -> list[int]:
         return self.tok.encode(_ROLE_PREFIX + text)[ROLE_LEN:]
@@ -116,45 +129,184 @@ class TextFeed:
             return not self.cancelled
 
 
-class TextInput:
-    """The push side of a text stream: `push(fragment)` as text arrives, `close()` at its end.
-    Thread-safe; one per utterance (`Synthesizer.stream_text` makes one)."""
+class Segment:
+    """One context's worth of the arriving text: its own tokenizer and feed, as `stream()` would
+    make one piece's prompt."""
 
-    def __init__(self, tokenizer: TextTokenizer):
-        self._tok = IncrementalTokenizer(tokenizer)
-        self._lock = threading.Lock()
+    def __init__(self, tokenizer: TextTokenizer, start: int):
+        self.tok = IncrementalTokenizer(tokenizer)
         self.feed = TextFeed()
+        self.start = start  # where its text begins in the whole text
         self.role_ids: list[int] | None = None  # the role's ids as the text's first piece leaves them
-        self.error: Exception | None = None
-
-    def push(self, fragment: str) -> None:
-        with self._lock:
-            if self.feed.closed or self.feed.cancelled:
-                return
-            try:
-                ids = self._tok.feed(fragment)
-            except PromptError as exc:  # reported to the frame loop, which ends the utterance with it
-                self.error = exc
-                self.feed.cancel()
-                return
-            self._note_role()
-            self.feed.extend(ids)
-
-    def close(self) -> None:
-        with self._lock:
-            if self.feed.closed or self.feed.cancelled:
-                return
-            ids = self._tok.close()
-            self._note_role()
-            self.feed.close(ids)
 
     @property
     def text(self) -> str:
-        return self._tok.text
+        return self.tok.text
+
+    def take(self, text: str) -> None:
+        ids = self.tok.feed(text)
+        self._note_role()  # before the ids: the frame loop reads the role as soon as they arrive
+        self.feed.extend(ids)
+
+    def end(self, at: int | None = None) -> None:
+        ids = self.tok.close(at)
+        self._note_role()
+        self.feed.close(ids)
 
     def _note_role(self) -> None:
-        if self.role_ids is None and self._tok.ids:
-            self.role_ids = self._tok.tok.encode(_ROLE_PREFIX + self._tok.text)[:ROLE_LEN]
+        if self.role_ids is None and self.tok.ids:
+            self.role_ids = self.tok.tok.encode(_ROLE_PREFIX + self.tok.text)[:ROLE_LEN]
+
+
+# A sentence ends at its punctuation (and closing quotes) once the text goes on after it with a
+# space; CJK punctuation ends it at once. "3.14" and "e.g.," are not ends.
+SENTENCE_CUT = re.compile(r"[.!?;…]+[\"'”’」』)]*(?=\s)|[。！？；]+[\"'”’」』)]*")
+CLAUSE_CUT = re.compile(r"[,:]+(?=\s)|[，、：]")
+
+
+class TextInput:
+    """The push side of a text stream: `push(fragment)` as text arrives, `close()` at its end.
+    Thread-safe; one per utterance (`Synthesizer.stream_text` makes one).
+
+    Text longer than one context is cut into segments, each spoken as `stream()` speaks one piece
+    of a long text (its own prompt, one codec stream throughout). With `limit(max_ids, window)` set,
+    once a segment's text reaches `max_ids - window` ids it ends after the last whole sentence that
+    fits and has not yet been passed to the frame loop (as text arrives token by token: the first
+    sentence that ends); if the text reaches `max_ids` before a sentence ends, at the last clause,
+    else word, boundary that fits. A cut never falls before ids already released to the frame loop.
+    """
+
+    def __init__(self, tokenizer: TextTokenizer):
+        self._tokenizer = tokenizer
+        self._lock = threading.Lock()
+        self._grew = threading.Condition(self._lock)
+        self._text = ""
+        self.segments: list[Segment] = [Segment(tokenizer, 0)]
+        self._max_ids: int | None = None
+        self._window = 0
+        self.error: Exception | None = None
+        self.cancelled = False
+
+    # -- the writer's side ----------------------------------------------------------------------
+    def push(self, fragment: str) -> None:
+        with self._lock:
+            if self._done:
+                return
+            if not isinstance(fragment, str):
+                self._fail(PromptError(f"text fragments must be str, not {type(fragment).__name__}"))
+                return
+            self._text += fragment
+            self._advance(final=False)
+
+    def close(self) -> None:
+        with self._lock:
+            if not self._done:
+                self._advance(final=True)
+
+    def cancel(self) -> None:
+        """Stop taking text and wake a frame loop that waits for it."""
+        with self._lock:
+            self.cancelled = True
+            for seg in self.segments:
+                seg.feed.cancel()
+            self._grew.notify_all()
+
+    def limit(self, max_ids: int, window: int) -> None:
+        """Segments hold at most `max_ids` text ids (what fits one context with this voice)."""
+        with self._lock:
+            self._max_ids, self._window = max_ids, window
+            if not self._done:
+                self._advance(final=False)
+
+    # -- the frame loop's side ------------------------------------------------------------------
+    @property
+    def feed(self) -> TextFeed:
+        """The feed of the segment that takes text now."""
+        return self.segments[-1].feed
+
+    @property
+    def text(self) -> str:
+        return self._text
+
+    @property
+    def stall_seconds(self) -> float:
+        return sum(seg.feed.stall_seconds for seg in self.segments)
+
+    def segment(self, index: int) -> Segment | None:
+        """Segment `index` once it exists; None when the text ended (or was cancelled) before it."""
+        with self._lock:
+            while index >= len(self.segments) and not (self.segments[-1].feed.closed or self.cancelled):
+                self._grew.wait()
+            return self.segments[index] if index < len(self.segments) else None
+
+    # -- cutting --------------------------------------------------------------------------------
+    @property
+    def _done(self) -> bool:
+        return self.cancelled or self.segments[-1].feed.closed
+
+    def fail(self, exc: Exception) -> None:
+        """The text source failed: the frame loop ends the utterance with `exc`."""
+        with self._lock:
+            self._fail(exc)
+
+    def _fail(self, exc: Exception) -> None:
+        self.error = exc
+        self.cancelled = True
+        for seg in self.segments:
+            seg.feed.cancel()
+        self._grew.notify_all()
+
+    def _advance(self, final: bool) -> None:
+        try:
+            while True:
+                seg = self.segments[-1]
+                pending = self._text[seg.start:]
+                cut = self._cut(seg, pending, final)
+                if cut is None:
+                    seg.take(pending[len(seg.text):])
+                    if final:
+                        seg.end()
+                    return
+                seg.take(pending[len(seg.text):cut])
+                seg.end(cut)
+                rest = pending[cut:]
+                start = seg.start + cut + len(rest) - len(rest.lstrip())
+                if not self._text[start:].strip() and final:
+                    self._grew.notify_all()
+                    return  # only spaces were left
+                self.segments.append(Segment(self._tokenizer, start))
+                self._grew.notify_all()
+        except PromptError as exc:
+            self._fail(exc)
+
+    def _cut(self, seg: Segment, pending: str, final: bool) -> int | None:
+        """Where the segment must end within `pending` (its text so far), or None: not here yet."""
+        if self._max_ids is None:
+            return None
+        n = seg.tok.count(pending)
+        if n <= self._max_ids - self._window or (final and n <= self._max_ids):
+            return None
+        lo = max(seg.tok.frontier, 1)
+
+        def fitting(pattern) -> list[tuple[int, int]]:
+            """(cut, ids before it) of each boundary `pattern` finds that may end the segment."""
+            cuts = [m.end() for m in pattern.finditer(pending) if m.end() >= lo and pending[:m.end()].strip()]
+            return [(c, k) for c in cuts if (k := seg.tok.count(pending[:c])) <= self._max_ids]
+
+        sentences = fitting(SENTENCE_CUT)
+        if sentences:  # near or past the limit: end after the last whole sentence that fits
+            return sentences[-1][0]
+        if n <= self._max_ids:
+            return None  # near it: wait for a sentence to end
+        for pattern in (CLAUSE_CUT, re.compile(r"\S(?=\s)")):
+            if found := fitting(pattern):
+                return found[-1][0]
+        # one unbroken run longer than the limit: the longest prefix that fits
+        good, bad = lo, len(pending)
+        while bad - good > 1:
+            mid = (good + bad) // 2
+            good, bad = (mid, bad) if seg.tok.count(pending[:mid]) <= self._max_ids else (good, mid)
+        return good
 
 
 class LivePrompt:

@@ -6,7 +6,9 @@ official implementation's streaming text layout.
 
 from __future__ import annotations
 
+import asyncio
 import random
+import re
 import threading
 import time
 
@@ -16,9 +18,9 @@ import torch
 from runtime.config import ASSISTANT_TEMPLATE
 from runtime.errors import PromptError
 from runtime.prompt import ASSISTANT_SUFFIX_LEN, ROLE_LEN, Voice
-from runtime.stream import Synthesizer
+from runtime.stream import StreamOptions, Synthesizer
 from runtime.text import TextTokenizer
-from runtime.text_stream import IncrementalTokenizer
+from runtime.text_stream import IncrementalTokenizer, TextInput
 
 TEXTS = {
     "english": "Hello world, this is a streaming test of the voice runtime.",
@@ -70,6 +72,44 @@ def test_ids_are_released_before_the_text_ends(tok):
     assert released[0] == 0  # "one" may still grow ("ones", "one's")
     assert all(n > 0 for n in released[1:])  # each later word settles the one before it
     assert len(inc.close()) > 0  # "four" only when the text ends
+
+
+LONG = ("The first sentence is short. Then comes a longer one, with a clause or two, that runs on for a while! "
+        "Is this the third? 第四句是中文。 And a fifth, ending the paragraph.\n") * 6
+
+
+def segments_of(tok, text, cuts, max_ids, window):
+    live = TextInput(tok)
+    live.limit(max_ids, window)
+    for piece in cuts:
+        live.push(piece)
+    live.close()
+    assert live.error is None
+    return live.segments
+
+
+@pytest.mark.parametrize("kind", ["sentences", "run_on", "one_word"])
+def test_long_arriving_text_is_cut_into_segments_that_each_fit(tok, kind):
+    """Each segment holds at most max_ids ids, equal to tokenizing its text alone (as stream() does
+    one piece), ends at a sentence end where the text has one, and no text is lost or repeated."""
+    text = {"sentences": LONG, "run_on": " ".join(["word"] * 150) + ".", "one_word": "x" * 400}[kind]
+    rng = random.Random(kind)
+    randomly = [sorted(rng.sample(range(1, len(text)), 40)) for _ in range(3)]
+    for cuts in [[text], list(text), re.findall(r"\S+\s*", text)] + [
+            [text[a:b] for a, b in zip([0] + k, k + [len(text)])] for k in randomly]:
+        # ids: about one per character with this tokenizer; the window is longer than any sentence
+        segs = [s for s in segments_of(tok, text, cuts, max_ids=80, window=50) if s.text]
+        assert len(segs) > 1
+        assert "".join(s.text for s in segs).replace(" ", "").replace("\n", "") == \
+            text.replace(" ", "").replace("\n", "")
+        for seg in segs:
+            assert seg.feed.closed and seg.feed.ids == whole_ids(tok, seg.text) and len(seg.feed.ids) <= 80
+        if kind == "sentences":  # every cut at a sentence end
+            assert all(s.text.rstrip().endswith((".", "!", "?", "。")) for s in segs[:-1]), [s.text for s in segs]
+            if cuts == re.findall(r"\S+\s*", text):  # word by word: each segment runs into the window
+                assert all(len(s.feed.ids) >= 80 - 50 - 10 for s in segs[:-1]), [len(s.feed.ids) for s in segs]
+        if kind == "run_on":
+            assert all(s.text.rstrip().endswith("word") for s in segs[:-1])
 
 
 @pytest.fixture(scope="module")
@@ -233,3 +273,52 @@ def test_cli_says_standard_input_as_it_arrives(tiny_build, tiny_custom_voice, tm
     a, _ = sf.read(str(whole), dtype="int16")
     b, _ = sf.read(str(streamed), dtype="int16")
     assert len(a) == len(b) > 0 and np.abs(a.astype(int) - b.astype(int)).max() <= 2  # same codes, other chunks
+
+
+def test_long_text_while_writing_is_spoken_segment_by_segment(tiny_build, tiny_custom_voice):
+    """Text longer than one context, arriving word by word: cut at sentence ends into segments that
+    each speak exactly as stream() speaks that text, on one codec stream; never ended by the context."""
+    out, _ = tiny_build
+    synth = Synthesizer.open(tiny_custom_voice, out, "onnx", options=StreamOptions(base_frames=10, frames_per_token=1))
+    text = "This sentence is one of many in a long paragraph. " * 25
+    assert synth.prepare(text, VOICE, synth.greedy_params()).__len__() > 1  # too long for one context
+    params = synth.greedy_params()
+    live = synth.text_input()
+    words = [w + " " for w in text.split()]
+    got = []
+    writer = threading.Thread(target=lambda: ([live.push(w) or time.sleep(0.002) for w in words], live.close()))
+    writer.start()
+    for chunk in synth.stream_text(live, VOICE, params):
+        got.append(chunk)
+    writer.join()
+    m = synth.last_metrics
+    segs = [s for s in live.segments if s.text.strip()]
+    assert m.segments == len(segs) > 1 and m.end_reason != "context"
+    assert all(s.text.rstrip().endswith(".") for s in segs)
+    expected = torch.cat([codes_of(synth.stream(s.text, VOICE, params)) for s in segs])
+    assert torch.equal(codes_of(got), expected)
+
+
+async def test_astream_text_takes_an_async_token_stream(onnx_synth):
+    synth, text = onnx_synth, TEXTS["english"]
+    params = synth.greedy_params(max_new_tokens=40)
+    oneshot = codes_of(synth.stream(text, VOICE, params))
+    words = text.split(" ")
+
+    async def llm_tokens():
+        for i, word in enumerate(words):
+            await asyncio.sleep(0.01)
+            yield word + (" " if i < len(words) - 1 else "")
+
+    got = [chunk async for chunk in synth.astream_text(llm_tokens(), VOICE, params)]
+    assert torch.equal(codes_of(got), oneshot)
+
+    async def endless():
+        while True:
+            await asyncio.sleep(0.01)
+            yield "more words "
+
+    speech = synth.astream_text(endless(), VOICE, synth.greedy_params(max_new_tokens=500))
+    assert (await speech.__anext__()).frames >= 1
+    await speech.aclose()  # leaving early stops the reading and the generation
+    assert synth.last_metrics.end_reason == "cancelled" and synth.last_metrics.frames_after_cancel <= 1
