@@ -21,7 +21,7 @@ import time
 from contextlib import aclosing
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import AsyncIterable, AsyncIterator, Iterable, Iterator
+from typing import AsyncIterable, AsyncIterator, Generator, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -233,13 +233,13 @@ class Synthesizer:
         that is complete before generation starts takes the `stream()` path itself."""
         t_request = time.perf_counter()
         params = params or self.default_params()
-        self._check_request(voice, params)
+        probe = self._check_request(voice, params)
         before, taken = self.prompts.streaming_layout(voice)
         ramp = self.check_chunk_ramp(chunk_ramp)
         if isinstance(text, str):
             raise PromptError("stream_text takes an iterable of text fragments; for one string use stream()")
         live = text if isinstance(text, TextInput) else self.text_input()
-        max_ids = self._segment_ids(voice, params)
+        max_ids = self._segment_ids(probe, params)
         live.limit(max_ids, window=max(4, max_ids // 4))  # longer text: cut at sentence ends, as stream() does
         if not isinstance(text, TextInput):
             threading.Thread(target=_pump, args=(iter(text), live), daemon=True, name="qwen3-tts-text").start()
@@ -249,15 +249,14 @@ class Synthesizer:
 
         return self._start(self._run(frames, voice, params, t_request, ramp, live))
 
-    def _segment_ids(self, voice: Voice, params: SamplingParams) -> int:
-        """The most text ids one context holds with this voice: the text's positions plus the frames
-        the EOS guard allows must fit, the test `_plan` makes for each piece of a long text."""
-        limits, probe = self.backend.limits, self.prompts.build("a", voice)
+    def _segment_ids(self, probe: Prompt, params: SamplingParams) -> int:
+        """The most text ids one context holds with the voice of `probe` (its prompt for one word):
+        the text's positions plus the frames the EOS guard allows must fit, the test `_plan` makes
+        for each piece of a long text."""
+        limits = self.backend.limits
         base = probe.text_positions - len(probe.text_ids)  # each further id takes one position
         for n in range(limits.max_context - base, 0, -1):
-            frames = min(max(2, min(self.options.max_frames, int(self.options.base_frames + self.options.frames_per_token * n))),
-                         params.max_new_tokens - 1)
-            if base + n + frames < limits.max_context:
+            if base + n + min(self._frame_cap_for(n), params.max_new_tokens - 1) < limits.max_context:
                 return n
         raise PromptError(f"the voice prompt alone needs {probe.length} positions; the engines hold "
                           f"{limits.max_context}: shorten the instruct or reference, or rebuild with more")
@@ -271,13 +270,14 @@ class Synthesizer:
         self._current = run
         return run
 
-    def _check_request(self, voice: Voice, params: SamplingParams) -> None:
+    def _check_request(self, voice: Voice, params: SamplingParams) -> Prompt:
+        """Refuse bad params or a bad voice before any text; returns the voice's prompt for one word."""
         if not isinstance(params, SamplingParams):
             raise PromptError(f"params must be SamplingParams, not {type(params).__name__}")
         params.validate(self.backend.limits.top_k_max)
         if not isinstance(voice, Voice):
             raise PromptError(f"voice must be a Voice, not {type(voice).__name__}")
-        self.prompts.build("a", voice)  # the voice's own problems, before any text arrives
+        return self.prompts.build("a", voice)  # the voice's own problems, before any text arrives
 
     def synthesize(self, text: str, voice: Voice = Voice(), params: SamplingParams | None = None) -> np.ndarray:
         """The whole utterance as one array."""
@@ -313,7 +313,7 @@ class Synthesizer:
                         return
                     live.push(fragment)
             except Exception as exc:  # noqa: BLE001  (the text source failed: end the utterance with its error)
-                live.fail(PromptError(f"the text source raised {type(exc).__name__}: {exc}"))
+                live.source_failed(exc)
                 return
             live.close()
 
@@ -326,7 +326,7 @@ class Synthesizer:
             reader.cancel()
             live.cancel()
 
-    async def _in_worker(self, chunks: Iterator[AudioChunk]) -> AsyncIterator[AudioChunk]:
+    async def _in_worker(self, chunks: Generator[AudioChunk, None, None]) -> AsyncIterator[AudioChunk]:
         """Run a stream in a worker thread and hand its chunks (or its error) to the event loop."""
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue = asyncio.Queue()
@@ -341,7 +341,7 @@ class Synthesizer:
             except BaseException as exc:  # delivered to the consumer
                 loop.call_soon_threadsafe(queue.put_nowait, exc)
             finally:
-                getattr(chunks, "close", lambda: None)()
+                chunks.close()
                 loop.call_soon_threadsafe(queue.put_nowait, done)
 
         worker = loop.run_in_executor(None, work)
@@ -385,8 +385,12 @@ class Synthesizer:
 
     # -- the stream -----------------------------------------------------------------------------
     def _frame_cap(self, prompt: Prompt) -> int:
+        return self._frame_cap_for(len(prompt.text_ids))
+
+    def _frame_cap_for(self, text_ids: int) -> int:
+        """The EOS guard: the most frames a piece of `text_ids` text ids may make."""
         o = self.options
-        return max(2, min(o.max_frames, int(o.base_frames + o.frames_per_token * len(prompt.text_ids))))
+        return max(2, min(o.max_frames, int(o.base_frames + o.frames_per_token * text_ids)))
 
     def check_chunk_ramp(self, ramp: tuple[int, ...] | None) -> tuple[int, ...]:
         """The chunk ramp a request will use (None: the options' one), or a PromptError."""
@@ -545,6 +549,6 @@ def _pump(fragments: Iterator[str], live: TextInput) -> None:
                 return
             live.push(fragment)
     except Exception as exc:  # noqa: BLE001  (the text source failed: end the utterance with its error)
-        live.fail(PromptError(f"the text source raised {type(exc).__name__}: {exc}"))
+        live.source_failed(exc)
         return
     live.close()

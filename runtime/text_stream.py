@@ -162,6 +162,7 @@ class Segment:
 # space; CJK punctuation ends it at once. "3.14" and "e.g.," are not ends.
 SENTENCE_CUT = re.compile(r"[.!?;…]+[\"'”’」』)]*(?=\s)|[。！？；]+[\"'”’」』)]*")
 CLAUSE_CUT = re.compile(r"[,:]+(?=\s)|[，、：]")
+WORD_CUT = re.compile(r"\S(?=\s)")
 
 
 class TextInput:
@@ -244,10 +245,10 @@ class TextInput:
     def _done(self) -> bool:
         return self.cancelled or self.segments[-1].feed.closed
 
-    def fail(self, exc: Exception) -> None:
-        """The text source failed: the frame loop ends the utterance with `exc`."""
+    def source_failed(self, exc: Exception) -> None:
+        """What the text came from raised `exc`: the frame loop ends the utterance with it."""
         with self._lock:
-            self._fail(exc)
+            self._fail(PromptError(f"the text source raised {type(exc).__name__}: {exc}"))
 
     def _fail(self, exc: Exception) -> None:
         self.error = exc
@@ -288,19 +289,20 @@ class TextInput:
             return None
         lo = max(seg.tok.frontier, 1)
 
-        def fitting(pattern) -> list[tuple[int, int]]:
-            """(cut, ids before it) of each boundary `pattern` finds that may end the segment."""
+        def last_fitting(pattern) -> int | None:
+            """The last boundary `pattern` finds that may end the segment: tokenized from the end
+            back, since the ids before a boundary only grow with it."""
             cuts = [m.end() for m in pattern.finditer(pending) if m.end() >= lo and pending[:m.end()].strip()]
-            return [(c, k) for c in cuts if (k := seg.tok.count(pending[:c])) <= self._max_ids]
+            return next((c for c in reversed(cuts) if seg.tok.count(pending[:c]) <= self._max_ids), None)
 
-        sentences = fitting(SENTENCE_CUT)
-        if sentences:  # near or past the limit: end after the last whole sentence that fits
-            return sentences[-1][0]
+        sentence = last_fitting(SENTENCE_CUT)
+        if sentence is not None:  # near or past the limit: end after the last whole sentence that fits
+            return sentence
         if n <= self._max_ids:
             return None  # near it: wait for a sentence to end
-        for pattern in (CLAUSE_CUT, re.compile(r"\S(?=\s)")):
-            if found := fitting(pattern):
-                return found[-1][0]
+        for pattern in (CLAUSE_CUT, WORD_CUT):
+            if (cut := last_fitting(pattern)) is not None:
+                return cut
         # one unbroken run longer than the limit: the longest prefix that fits
         good, bad = lo, len(pending)
         while bad - good > 1:
