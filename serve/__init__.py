@@ -1,0 +1,25 @@
+"""Qwen3-TTS as a Ray Serve application: an OpenAI-compatible speech API and a WebSocket for text
+that is still being written, one engine per replica.
+
+    from serve import ServeConfig, build_app
+    serve.run(build_app(ServeConfig(model="checkpoints/tiny-custom-voice")))
+
+Imports flow serve -> runtime (never export). Ray, FastAPI and the deployment live in `serve.app`,
+imported on first use, so that `serve.config` can be read without Ray.
+"""
+
+from .config import ServeConfig
+
+__all__ = ["ServeConfig", "build_app", "run_local"]
+
+
+def build_app(config: ServeConfig):
+    from .app import build_app as build
+
+    return build(config)
+
+
+def run_local(config: ServeConfig, host: str = "127.0.0.1", port: int = 8000, **kwargs):
+    from .local import run_local as run
+
+    return run(config, host, port, **kwargs)

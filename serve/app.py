@@ -1,0 +1,367 @@
+"""The Ray Serve deployment: one `SpeechEngine` per replica behind an OpenAI-compatible API.
+
+    POST /v1/audio/speech          OpenAI's speech API (+ vLLM-Omni / SGLang-Omni extension fields);
+                                   the body streams as chunks are made: `pcm` or `wav`
+    WS   /v1/audio/speech/stream   text in as it is written, PCM16 chunks out, a final JSON with metrics
+    GET  /v1/voices                {"voices": [ids usable as `voice`]}
+    GET  /v1/models                the one model served (OpenAI's list shape)
+    GET  /health                   200 once the replica's engine is warm
+
+No `from __future__ import annotations` here: Ray Serve's FastAPI ingress then sees string
+annotations, and WebSocket routes answer HTTP 403 (measured with Ray 2.60).
+"""
+
+import asyncio
+import json
+import time
+
+from fastapi import FastAPI, Request, WebSocket
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import ValidationError
+from ray import serve
+from starlette.websockets import WebSocketDisconnect, WebSocketState
+
+from runtime.errors import PromptError, Qwen3TTSError
+
+from .audio import MEDIA_TYPES, pcm_bytes, wav_header
+from .config import ServeConfig
+from .engine import EngineBusy, SpeechEngine, SpeechStream
+from .errors import RequestError, bad_request
+from .metrics import PlaybackClock, ServeMetrics
+from .schemas import FORMATS, SessionConfig, SpeechRequest, VoiceFields
+from .voices import VoiceBook
+
+# WebSocket close codes (RFC 6455): 1000 done, 1003 a message of the wrong kind, 1008 a request
+# refused (policy), 1011 a failure inside the server, 1013 "try again later" (every slot busy).
+WS_DONE, WS_UNSUPPORTED, WS_REFUSED, WS_FAILED, WS_BUSY = 1000, 1003, 1008, 1011, 1013
+
+api = FastAPI(title="qwen3-tts-trt", description="Qwen3-TTS streaming speech, OpenAI-compatible")
+
+
+@api.exception_handler(RequestError)
+async def _request_error(request: Request, exc: RequestError):
+    headers = {"Retry-After": "1"} if exc.status == 503 else None
+    return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
+
+
+@api.exception_handler(RequestValidationError)
+async def _invalid_body(request: Request, exc: RequestValidationError):
+    return JSONResponse(_validation_error(exc.errors()).body(), status_code=400)
+
+
+def _validation_error(errors) -> RequestError:
+    """FastAPI's / pydantic's first complaint as one line, in the OpenAI error shape."""
+    first = errors[0] if errors else {}
+    if first.get("type") == "json_invalid":
+        return bad_request(f"the body is not valid JSON ({first.get('ctx', {}).get('error', 'parse error')})",
+                           code="invalid_json")
+    where = [str(p) for p in first.get("loc", ()) if p != "body"]
+    param = ".".join(where) or None
+    if first.get("type") == "extra_forbidden":
+        return bad_request(f"unknown field {param!r}", param, "unknown_field")
+    if first.get("type") == "model_attributes_type":
+        return bad_request("the body must be a JSON object", code="invalid_body")
+    return bad_request(f"{param or 'body'}: {first.get('msg', 'invalid')}", param, "invalid_value")
+
+
+# Helpers come before the class: Serve serializes the ingress class when it is decorated, with
+# the module's globals of that moment.
+def _json_message(message: dict) -> dict:
+    if message.get("text") is None:
+        raise bad_request("messages are JSON text frames; binary frames are not read", "type", "binary_message")
+    try:
+        data = json.loads(message["text"])
+    except json.JSONDecodeError as exc:
+        raise bad_request(f"a message is not valid JSON ({exc.msg})", code="invalid_json") from None
+    if not isinstance(data, dict):
+        raise bad_request("a message must be a JSON object", code="invalid_body")
+    return data
+
+
+def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, Qwen3TTSError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+async def _refuse(ws: WebSocket, exc: RequestError, code: int) -> None:
+    try:
+        await ws.send_json({"type": "error", "error": exc.body()["error"]})
+    except Exception:  # noqa: BLE001  (the client is gone: nothing to tell)
+        pass
+    await _close(ws, code, exc.message[:120])
+
+
+async def _close(ws: WebSocket, code: int, reason: str = "") -> None:
+    if ws.application_state != WebSocketState.DISCONNECTED and ws.client_state != WebSocketState.DISCONNECTED:
+        try:
+            await ws.close(code=code, reason=reason)
+        except Exception:  # noqa: BLE001
+            pass
+
+
+@serve.deployment
+@serve.ingress(api)
+class SpeechServer:
+    def __init__(self, config: ServeConfig):
+        self.config = config
+        # The constructor loads and warms the engines: Ray routes requests to a replica only
+        # once it returns, so a replica is never reachable before it can answer at full speed.
+        self.engine = SpeechEngine.load(config.model, config.build_dir, config.backend, fallback=config.fallback,
+                                        warmup=config.warmup, capacity=config.capacity,
+                                        max_waiting=config.max_waiting, wait_s=config.wait_s)
+        self.voices = VoiceBook(config.model, config.build_dir, config.backend, config.voice_dir)
+        self.metrics = ServeMetrics()
+        self.metrics.set_live(0)
+
+    def check_health(self):
+        """Ray's own health check: a replica whose engine cannot run any more is replaced."""
+        if self.engine is None:
+            raise RuntimeError("engine not loaded")
+
+    # -- plain routes ----------------------------------------------------------------------------
+    @api.get("/health")
+    async def health(self):
+        e = self.engine
+        return {"status": "ready", "model": self.config.served_model, "backend": e.synth.backend_name,
+                "capacity": e.capacity, "live_streams": e.live, "waiting": e.waiting,
+                "streams_served": self.metrics.served, "streams_cancelled": self.metrics.cancelled,
+                "last_cancelled": self.metrics.last_cancelled}
+
+    @api.get("/v1/voices")
+    async def voices(self):
+        return {"voices": self.voices.ids()}
+
+    @api.get("/v1/models")
+    async def models(self):
+        return {"object": "list", "data": [{"id": self.config.served_model, "object": "model",
+                                            "owned_by": "qwen3-tts-trt"}]}
+
+    # -- POST /v1/audio/speech ---------------------------------------------------------------------
+    @api.post("/v1/audio/speech")
+    async def speech(self, body: SpeechRequest):
+        t0 = time.perf_counter()
+        endpoint = "http"
+        try:
+            fmt = self._check_speech(body)
+            voice, params = await self._voice_and_params(body)
+            stream = await self._open(body.input, voice, params)
+        except RequestError as exc:
+            self.metrics.reject(endpoint, "busy" if exc.status == 503 else "bad_request")
+            raise
+        # The status line waits for the first chunk (one frame): a request the engine refuses
+        # then still gets its 4xx, not a 200 with an empty body.
+        try:
+            first = await stream.__anext__()
+        except StopAsyncIteration:
+            first = None
+        except PromptError as exc:
+            self._done(endpoint, stream, error=True)
+            self.metrics.reject(endpoint, "bad_request")
+            raise bad_request(str(exc), "input") from None
+        except Exception:
+            self._done(endpoint, stream, error=True)
+            raise
+        if first is not None:
+            self.metrics.first_chunk(endpoint, time.perf_counter() - t0)
+        headers = {"X-Sample-Rate": str(self.engine.sample_rate), "Cache-Control": "no-store"}
+        return StreamingResponse(self._body(stream, first, fmt, endpoint), media_type=MEDIA_TYPES[fmt],
+                                 headers=headers)
+
+    def _check_speech(self, body: SpeechRequest) -> str:
+        fmt = (body.response_format or "wav").lower()
+        if fmt not in FORMATS:
+            raise bad_request(f"response_format {body.response_format!r} is not served: use 'pcm' (raw 24 kHz "
+                              "16-bit mono) or 'wav'", "response_format", "unsupported_format")
+        if body.speed is not None and body.speed != 1.0:
+            raise bad_request(f"speed {body.speed:g} is not supported: the model speaks at its own pace (1.0); "
+                              "change the pace on the client", "speed", "unsupported_speed")
+        if body.stream_format not in (None, "audio"):
+            raise bad_request(f"stream_format {body.stream_format!r} is not served: the body streams raw audio "
+                              "('audio')", "stream_format", "unsupported_stream_format")
+        self._check_text(body.input)
+        return fmt
+
+    def _check_text(self, text: str) -> None:
+        if not text.strip():
+            raise bad_request("input is empty: nothing to say", "input", "empty_input")
+        if len(text) > self.config.max_input_chars:
+            raise bad_request(f"input has {len(text):,} characters; one request takes at most "
+                              f"{self.config.max_input_chars:,}: send it in parts", "input", "input_too_long")
+
+    async def _voice_and_params(self, fields: VoiceFields):
+        if fields.model and fields.model != self.config.served_model:
+            raise bad_request(f"model {fields.model!r} is not served here; this server runs "
+                              f"{self.config.served_model!r} (GET /v1/models)", "model", "model_not_found")
+        voice = await self.voices.resolve(voice=fields.voice, language=fields.language,
+                                          instructions=fields.instructions, task_type=fields.task_type,
+                                          ref_audio=fields.ref_audio, ref_text=fields.ref_text,
+                                          x_vector_only=fields.x_vector_only_mode)
+        try:
+            params = self.engine.default_params(greedy=fields.greedy, **fields.sampling())
+            self.engine.check(voice, params)
+        except (PromptError, TypeError) as exc:
+            raise bad_request(str(exc), code="invalid_request") from None
+        return voice, params
+
+    async def _open(self, text, voice, params) -> SpeechStream:
+        try:
+            stream = await self.engine.open(text, voice, params)
+        except EngineBusy as exc:
+            raise RequestError(503, str(exc), code="engine_busy") from None
+        self.metrics.set_live(self.engine.live)
+        return stream
+
+    async def _body(self, stream: SpeechStream, first, fmt: str, endpoint: str):
+        """The response body. A client that disconnects cancels this generator (Serve cancels the
+        request), and `stream.aclose()` then stops the engine at its next frame."""
+        clock = PlaybackClock()
+        failed = False
+        try:
+            if fmt == "wav":
+                yield wav_header(self.engine.sample_rate)
+            if first is None:
+                return
+            clock.sent(first.seconds)
+            yield pcm_bytes(first.samples)
+            async for chunk in stream:
+                clock.sent(chunk.seconds)
+                yield pcm_bytes(chunk.samples)
+        except Exception:
+            failed = True  # the status line has left: the body ends short, and the metrics say so
+            raise
+        finally:
+            await stream.aclose()
+            self._done(endpoint, stream, error=failed, underruns=clock.underruns)
+
+    def _done(self, endpoint: str, stream: SpeechStream, *, error: bool = False, underruns: int = 0) -> None:
+        self.metrics.finished(endpoint, stream.metrics, error=error, underruns=underruns)
+        self.metrics.set_live(self.engine.live)
+
+    # -- WebSocket /v1/audio/speech/stream -----------------------------------------------------------
+    @api.websocket("/v1/audio/speech/stream")
+    async def speech_stream(self, ws: WebSocket):
+        """{"type": "session.config", ...voice fields} first, then {"type": "input.text", "text": "..."}
+        as the text is written, then {"type": "input.done"}. Out: {"type": "audio.start"}, binary PCM16
+        chunks, then {"type": "session.done", "metrics": {...}}; {"type": "error", "error": {...}} and a
+        close code when refused. Closing the socket ends the stream within one frame."""
+        endpoint = "websocket"
+        await ws.accept()
+        try:
+            session = await self._session(ws)
+            voice, params = await self._voice_and_params(session)
+        except RequestError as exc:
+            self.metrics.reject(endpoint, "bad_request")
+            await _refuse(ws, exc, WS_REFUSED)
+            return
+        except WebSocketDisconnect:
+            return
+        texts: asyncio.Queue = asyncio.Queue()
+
+        async def fragments():
+            while (fragment := await texts.get()) is not None:
+                yield fragment
+
+        try:
+            stream = await self._open(fragments(), voice, params)
+        except RequestError as exc:
+            self.metrics.reject(endpoint, "busy")
+            await _refuse(ws, exc, WS_BUSY)
+            return
+        t0 = time.perf_counter()
+        producer = asyncio.ensure_future(self._send_audio(ws, stream, endpoint, t0))
+        # Ray does not cancel a handler that only sends: the client's close is seen by reading.
+        receiver = asyncio.ensure_future(self._read_text(ws, texts))
+        await asyncio.wait({producer, receiver}, return_when=asyncio.FIRST_COMPLETED)
+        if not producer.done():
+            producer.cancel()  # the client left or broke the protocol: the stream stops at its next frame
+        await asyncio.gather(producer, return_exceptions=True)
+        receiver.cancel()
+        outcome = receiver.result() if receiver.done() and not receiver.cancelled() and receiver.exception() is None \
+            else None
+        error = stream.metrics is None or producer.cancelled() or producer.exception() is not None
+        self._done(endpoint, stream, error=error and not isinstance(outcome, WebSocketDisconnect))
+        if isinstance(outcome, RequestError):
+            await _refuse(ws, outcome, WS_REFUSED)
+        elif not isinstance(outcome, WebSocketDisconnect) and not producer.cancelled():
+            exc = producer.exception()
+            if exc is not None:
+                code = WS_REFUSED if isinstance(exc, RequestError) else WS_FAILED
+                await _refuse(ws, exc if isinstance(exc, RequestError) else
+                              RequestError(500, _one_line(exc), code="engine_error"), code)
+            else:
+                await _close(ws, WS_DONE)
+
+    async def _session(self, ws: WebSocket) -> SessionConfig:
+        message = await ws.receive()
+        if message["type"] == "websocket.disconnect":
+            raise WebSocketDisconnect(message.get("code", 1000))
+        data = _json_message(message)
+        if data.get("type", "session.config") != "session.config":
+            raise bad_request(f"the first message must be session.config, not {data.get('type')!r}", "type")
+        try:
+            session = SessionConfig(**data)
+        except ValidationError as exc:
+            raise _validation_error(exc.errors()) from None
+        if session.response_format != "pcm":
+            raise bad_request("the WebSocket sends raw PCM16 chunks: response_format must be 'pcm'",
+                              "response_format", "unsupported_format")
+        return session
+
+    async def _read_text(self, ws: WebSocket, texts: asyncio.Queue):
+        """Client messages until the socket closes: text goes to the stream; returns why it stopped
+        (a WebSocketDisconnect, or a RequestError for a message that breaks the protocol)."""
+        chars, done = 0, False
+        while True:
+            message = await ws.receive()
+            if message["type"] == "websocket.disconnect":
+                texts.put_nowait(None)
+                return WebSocketDisconnect(message.get("code", 1000))
+            try:
+                data = _json_message(message)
+                kind = data.get("type")
+                if kind == "input.text":
+                    text = data.get("text")
+                    if not isinstance(text, str):
+                        raise bad_request("input.text needs a string `text`", "text")
+                    if done:
+                        raise bad_request("input.text after input.done", "type")
+                    chars += len(text)
+                    if chars > self.config.max_input_chars:
+                        raise bad_request(f"the text passed {self.config.max_input_chars:,} characters: one stream "
+                                          "takes at most that; start another", "text", "input_too_long")
+                    if text:
+                        texts.put_nowait(text)
+                elif kind == "input.done":
+                    if not done:
+                        done = True
+                        texts.put_nowait(None)
+                else:
+                    raise bad_request(f"unknown message type {kind!r}: input.text or input.done", "type")
+            except RequestError as exc:
+                texts.put_nowait(None)
+                return exc
+
+    async def _send_audio(self, ws: WebSocket, stream: SpeechStream, endpoint: str, t0: float) -> None:
+        await ws.send_json({"type": "audio.start", "format": "pcm", "sample_rate": self.engine.sample_rate,
+                            "channels": 1, "sample_width": 2})
+        first = True
+        try:
+            async for chunk in stream:
+                if first:
+                    self.metrics.first_chunk(endpoint, time.perf_counter() - t0)
+                    first = False
+                await ws.send_bytes(pcm_bytes(chunk.samples))
+        except PromptError as exc:  # e.g. the text was empty after all
+            raise bad_request(str(exc), "text") from None
+        finally:
+            await stream.aclose()
+        m = stream.metrics
+        await ws.send_json({"type": "session.done", "metrics": m.to_dict() if m is not None else None})
+
+
+def build_app(config: ServeConfig):
+    """The Serve application for `serve.run(build_app(ServeConfig(model=...)))`."""
+    config = config.resolved()
+    return SpeechServer.options(**config.deployment_options()).bind(config)

@@ -1,0 +1,73 @@
+"""What one serving application is made of: the model and build, the voices, and the slots and
+queues around each replica. Plain data, so it travels to every replica as the deployment's
+argument."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from runtime.stream import StreamOptions
+
+# Requests that take no stream slot (health, voices, refusals) still count towards Ray's
+# max_ongoing_requests; this much room keeps them answered while every slot is busy.
+CONTROL_HEADROOM = 4
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    model: str  # checkpoint directory (on every node) or hub id
+    build_dir: str | None = None  # build.sh output; None: builds/<gpu or cpu>/<model name> if it exists
+    backend: str = "auto"
+    fallback: bool = False
+    voice_dir: str | None = None  # NAME.voice files offered as `voice: "NAME"`
+    model_id: str | None = None  # the name clients pass as `model` (default: the checkpoint folder's name)
+    replicas: int = 1
+    num_cpus: float = 1.0  # per replica; fractional on a small machine
+    num_gpus: float = 0.0  # 1 per replica in production: one engine per GPU
+    threads: int = 1  # OMP_NUM_THREADS of each replica: replicas must not oversubscribe the cores
+    capacity: int = 1  # streams one engine runs at once (1 until the step loop)
+    max_waiting: int = 1  # requests that may wait inside a replica for a slot ...
+    wait_s: float = 1.0  # ... this long, before HTTP 503 / WebSocket 1013
+    max_queued: int = 16  # requests Ray itself queues when every replica is at max_ongoing_requests (then 503)
+    max_input_chars: int = StreamOptions.max_text_chars
+    warmup: bool = True
+    env: dict = field(default_factory=dict)  # more environment variables for the replicas
+
+    @property
+    def served_model(self) -> str:
+        return self.model_id or Path(self.model).name
+
+    @property
+    def max_ongoing_requests(self) -> int:
+        return self.capacity + self.max_waiting + CONTROL_HEADROOM
+
+    def deployment_options(self) -> dict:
+        env = {"OMP_NUM_THREADS": str(self.threads), "TOKENIZERS_PARALLELISM": "false",
+               "TRANSFORMERS_VERBOSITY": "error", **self.env}
+        # A replica imports `serve` and `runtime` from this source tree even where the package is
+        # not installed (a checkout on every node): its root goes first on the replica's path.
+        root = str(Path(__file__).resolve().parent.parent)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
+        return dict(
+            num_replicas=self.replicas,
+            max_ongoing_requests=self.max_ongoing_requests,
+            max_queued_requests=self.max_queued,
+            ray_actor_options={"num_cpus": self.num_cpus, "num_gpus": self.num_gpus,
+                               "runtime_env": {"env_vars": env}},
+            # Warm-up happens in the constructor; a big model on a CPU can take minutes.
+            health_check_period_s=10, health_check_timeout_s=60, graceful_shutdown_timeout_s=20,
+        )
+
+    def resolved(self) -> "ServeConfig":
+        """Absolute paths and the default build folder, fixed once where the app is built."""
+        from dataclasses import replace
+
+        from runtime.manifest import default_build_dir
+
+        model = str(Path(self.model).expanduser().resolve()) if Path(self.model).expanduser().exists() else self.model
+        build = self.build_dir or default_build_dir(self.model)
+        build = str(Path(build).expanduser().resolve()) if build else None
+        voices = str(Path(self.voice_dir).expanduser().resolve()) if self.voice_dir else None
+        return replace(self, model=model, build_dir=build, voice_dir=voices, model_id=self.served_model)

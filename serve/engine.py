@@ -1,0 +1,141 @@
+"""The one seam between the server and the engines: `SpeechEngine.open(...)` -> `SpeechStream`.
+
+A replica talks to its engine only through this class: open a stream for whole text or for text
+that is still arriving (an async iterable), iterate its PCM16 chunks, close it to cancel. The
+continuous-batching step loop (runtime/scheduler.py, issue 18 item 1) replaces what is inside,
+keeping `open`, `capacity` and `live`: more slots, the same calls.
+
+Today a replica holds one `Synthesizer`, which speaks one stream at a time behind its lock and
+cancels a stream in flight when another one starts on it. So the engine admits `capacity` (1)
+streams, lets at most `max_waiting` more wait up to `wait_s` for a slot (the slot of a closed
+stream comes back within one frame, so back-to-back requests do not bounce), and refuses the rest
+with `EngineBusy`, which the server turns into HTTP 503 / WebSocket close 1013: a client or a load
+balancer can retry elsewhere, where an unbounded queue would only add latency.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import AsyncIterable, AsyncIterator
+
+from runtime.prompt import Voice
+from runtime.sampling import SamplingParams
+from runtime.stream import AudioChunk, StreamOptions, Synthesizer, UtteranceMetrics
+
+
+class EngineBusy(Exception):
+    """Every stream slot of this replica is taken and the wait for one ran out (or is full)."""
+
+
+class SpeechStream:
+    """One admitted stream: an async iterator of `AudioChunk`s (int16 samples at 24 kHz).
+
+    `aclose()` (or leaving it early) stops generation at the next frame and gives the slot back
+    once the frame in flight has finished; `metrics` is the stream's `UtteranceMetrics` after that.
+    """
+
+    def __init__(self, engine: "SpeechEngine", chunks: AsyncIterator[AudioChunk]):
+        self._engine, self._chunks = engine, chunks
+        self.metrics: UtteranceMetrics | None = None
+        self.finished = False  # the engine ended the stream itself (not closed early)
+        self._closed = False
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self) -> AudioChunk:
+        if self._closed:
+            raise StopAsyncIteration
+        try:
+            return await self._chunks.__anext__()
+        except StopAsyncIteration:
+            self.finished = True
+            await self.aclose()
+            raise
+        except BaseException:  # a request error, a failure, or the task was cancelled: free the slot
+            await self.aclose()
+            raise
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            # Synthesizer.astream's clean-up cancels the frame loop and waits for the frame in
+            # flight, shielded, so the engine is idle once this returns, even when cancelled.
+            await self._chunks.aclose()
+        finally:
+            self.metrics = self._engine.synth.last_metrics
+            self._engine._release()
+
+
+class SpeechEngine:
+    """One replica's engine: a warmed `Synthesizer` and its stream slots."""
+
+    def __init__(self, synth: Synthesizer, *, capacity: int = 1, max_waiting: int = 1, wait_s: float = 1.0):
+        if capacity != 1:
+            # The Synthesizer serves one stream at a time; more slots need the step loop.
+            raise ValueError("a Synthesizer serves one stream at a time: capacity must be 1 until the step loop lands")
+        self.synth = synth
+        self.capacity, self.max_waiting, self.wait_s = capacity, max_waiting, wait_s
+        self.live = 0  # streams admitted and not yet closed
+        self.waiting = 0
+        self._slots = asyncio.Semaphore(capacity)
+
+    @classmethod
+    def load(cls, checkpoint: str | Path, build_dir: str | Path | None = None, backend: str = "auto", *,
+             fallback: bool = False, warmup: bool = True, **slots) -> "SpeechEngine":
+        """Load the engines (PCM16 output, as the wire carries it) and warm them up, so that the
+        replica is ready for real requests once this returns."""
+        synth = Synthesizer.open(checkpoint, build_dir, backend, options=StreamOptions(pcm16=True), fallback=fallback)
+        if warmup:
+            synth.warmup()
+        return cls(synth, **slots)
+
+    @property
+    def sample_rate(self) -> int:
+        return self.synth.sample_rate
+
+    @property
+    def config(self):
+        return self.synth.config
+
+    def default_params(self, *, greedy: bool = False, **overrides) -> SamplingParams:
+        return self.synth.greedy_params(**overrides) if greedy else self.synth.default_params(**overrides)
+
+    def check(self, voice: Voice, params: SamplingParams) -> None:
+        """Raise the PromptError a request with this voice and these settings would raise, before
+        it takes a slot (an unknown speaker or language, a bad setting, a voice too long, ...)."""
+        self.synth.prepare("a", voice, params)
+
+    async def open(self, text: str | AsyncIterable[str], voice: Voice, params: SamplingParams) -> SpeechStream:
+        """Admit a stream (or raise EngineBusy). `text` is the whole text, or an async iterable of
+        fragments still being written (spoken as `Synthesizer.astream_text` speaks them)."""
+        await self._admit()
+        if isinstance(text, str):
+            chunks = self.synth.astream(text, voice, params)
+        else:
+            chunks = self.synth.astream_text(text, voice, params)
+        return SpeechStream(self, chunks)
+
+    async def _admit(self) -> None:
+        if self._slots.locked():
+            if self.waiting >= self.max_waiting:
+                raise EngineBusy(f"all {self.capacity} stream slot(s) of this replica are busy and "
+                                 f"{self.waiting} request(s) already wait: retry, or add replicas")
+            self.waiting += 1
+            try:
+                await asyncio.wait_for(self._slots.acquire(), self.wait_s)
+            except asyncio.TimeoutError:
+                raise EngineBusy(f"all {self.capacity} stream slot(s) of this replica stayed busy for "
+                                 f"{self.wait_s:g} s: retry, or add replicas") from None
+            finally:
+                self.waiting -= 1
+        else:
+            await self._slots.acquire()
+        self.live += 1
+
+    def _release(self) -> None:
+        self.live -= 1
+        self._slots.release()

@@ -1,0 +1,61 @@
+"""`qwen3-tts-trt serve`: a one-machine Ray cluster on this host, the application on it, until Ctrl-C.
+
+Ray 2.60 turns token authentication on for a cluster that `ray.init()` starts, and writes the
+token to ~/.ray/auth_token; that guards Ray's own ports (GCS, dashboard, jobs), not the HTTP
+port of Serve, which is this application's. `RAY_AUTH_MODE=disabled` in the environment turns it
+off (the tests do, on loopback). To join an existing cluster instead (`ray start --head` ...),
+pass `address="auto"`.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+
+from .config import ServeConfig
+
+
+def start(config: ServeConfig, host: str = "127.0.0.1", port: int = 8000, *, address: str | None = None,
+          app_name: str = "qwen3-tts", route_prefix: str = "/"):
+    """Start (or join) Ray, start Serve's HTTP proxy on host:port and deploy the application; returns
+    once every replica is warm. The caller shuts Ray down (`stop()`)."""
+    import ray
+    from ray import serve
+
+    from .app import build_app
+
+    if not ray.is_initialized():
+        if address is None:
+            # A local cluster bound to loopback: nothing of Ray's listens beyond this machine.
+            ray.init(_node_ip_address="127.0.0.1", include_dashboard=False, configure_logging=False,
+                     namespace="qwen3-tts")
+        else:
+            ray.init(address=address, namespace="qwen3-tts")
+    serve.start(http_options={"host": host, "port": port})
+    return serve.run(build_app(config), name=app_name, route_prefix=route_prefix)
+
+
+def stop() -> None:
+    import ray
+    from ray import serve
+
+    try:
+        serve.shutdown()
+    finally:
+        ray.shutdown()
+
+
+def run_local(config: ServeConfig, host: str = "127.0.0.1", port: int = 8000, *, address: str | None = None,
+              on_ready=print) -> int:
+    start(config, host, port, address=address)
+    on_ready(f"serving {config.served_model} on http://{host}:{port}  (POST /v1/audio/speech, "
+             f"WS /v1/audio/speech/stream, GET /v1/voices, /health); Ctrl-C stops")
+    stopped = threading.Event()
+    previous = signal.signal(signal.SIGINT, lambda *_: stopped.set())
+    try:
+        while not stopped.wait(0.5):
+            pass
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        stop()
+    return 0
