@@ -150,23 +150,24 @@ class SpeechServer:
         except RequestError as exc:
             self.metrics.reject(endpoint, "busy" if exc.status == 503 else "bad_request")
             raise
+        clock = PlaybackClock()
+        stream.on_release.append(lambda s: self._done(endpoint, s, underruns=clock.underruns))
         # The status line waits for the first chunk (one frame): a request the engine refuses
         # then still gets its 4xx, not a 200 with an empty body.
         try:
             first = await stream.__anext__()
         except StopAsyncIteration:
             first = None
-        except PromptError as exc:
-            self._done(endpoint, stream, error=True)
-            self.metrics.reject(endpoint, "bad_request")
-            raise bad_request(str(exc), "input") from None
-        except Exception:
-            self._done(endpoint, stream, error=True)
+        except BaseException as exc:
+            await stream.aclose()
+            if isinstance(exc, PromptError):
+                self.metrics.reject(endpoint, "bad_request")
+                raise bad_request(str(exc), "input") from None
             raise
         if first is not None:
             self.metrics.first_chunk(endpoint, time.perf_counter() - t0)
         headers = {"X-Sample-Rate": str(self.engine.sample_rate), "Cache-Control": "no-store"}
-        return StreamingResponse(self._body(stream, first, fmt, endpoint), media_type=MEDIA_TYPES[fmt],
+        return StreamingResponse(self._body(stream, first, fmt, clock), media_type=MEDIA_TYPES[fmt],
                                  headers=headers)
 
     def _check_speech(self, body: SpeechRequest) -> str:
@@ -213,11 +214,9 @@ class SpeechServer:
         self.metrics.set_live(self.engine.live)
         return stream
 
-    async def _body(self, stream: SpeechStream, first, fmt: str, endpoint: str):
+    async def _body(self, stream: SpeechStream, first, fmt: str, clock: PlaybackClock):
         """The response body. A client that disconnects cancels this generator (Serve cancels the
         request), and `stream.aclose()` then stops the engine at its next frame."""
-        clock = PlaybackClock()
-        failed = False
         try:
             if fmt == "wav":
                 yield wav_header(self.engine.sample_rate)
@@ -228,15 +227,12 @@ class SpeechServer:
             async for chunk in stream:
                 clock.sent(chunk.seconds)
                 yield pcm_bytes(chunk.samples)
-        except Exception:
-            failed = True  # the status line has left: the body ends short, and the metrics say so
-            raise
-        finally:
+        finally:  # an engine failure after the status line: the body ends short, and the metrics say so
             await stream.aclose()
-            self._done(endpoint, stream, error=failed, underruns=clock.underruns)
 
-    def _done(self, endpoint: str, stream: SpeechStream, *, error: bool = False, underruns: int = 0) -> None:
-        self.metrics.finished(endpoint, stream.metrics, error=error, underruns=underruns)
+    def _done(self, endpoint: str, stream: SpeechStream, *, underruns: int = 0) -> None:
+        """Accounting of a stream whose slot is free again (SpeechStream.on_release)."""
+        self.metrics.finished(endpoint, stream.metrics, error=stream.error is not None, underruns=underruns)
         self.metrics.set_live(self.engine.live)
 
     # -- WebSocket /v1/audio/speech/stream -----------------------------------------------------------
@@ -269,29 +265,29 @@ class SpeechServer:
             self.metrics.reject(endpoint, "busy")
             await _refuse(ws, exc, WS_BUSY)
             return
+        stream.on_release.append(lambda s: self._done(endpoint, s))
         t0 = time.perf_counter()
         producer = asyncio.ensure_future(self._send_audio(ws, stream, endpoint, t0))
         # Ray does not cancel a handler that only sends: the client's close is seen by reading.
         receiver = asyncio.ensure_future(self._read_text(ws, texts))
-        await asyncio.wait({producer, receiver}, return_when=asyncio.FIRST_COMPLETED)
-        if not producer.done():
-            producer.cancel()  # the client left or broke the protocol: the stream stops at its next frame
-        await asyncio.gather(producer, return_exceptions=True)
-        receiver.cancel()
-        outcome = receiver.result() if receiver.done() and not receiver.cancelled() and receiver.exception() is None \
-            else None
-        error = stream.metrics is None or producer.cancelled() or producer.exception() is not None
-        self._done(endpoint, stream, error=error and not isinstance(outcome, WebSocketDisconnect))
-        if isinstance(outcome, RequestError):
-            await _refuse(ws, outcome, WS_REFUSED)
-        elif not isinstance(outcome, WebSocketDisconnect) and not producer.cancelled():
-            exc = producer.exception()
-            if exc is not None:
-                code = WS_REFUSED if isinstance(exc, RequestError) else WS_FAILED
-                await _refuse(ws, exc if isinstance(exc, RequestError) else
-                              RequestError(500, _one_line(exc), code="engine_error"), code)
-            else:
-                await _close(ws, WS_DONE)
+        try:
+            await asyncio.wait({producer, receiver}, return_when=asyncio.FIRST_COMPLETED)
+        finally:  # the client left or broke the protocol, or the stream ended: stop the other side
+            for task in (producer, receiver):
+                task.cancel()
+            await asyncio.gather(producer, receiver, return_exceptions=True)
+            await stream.aclose()  # the engine is idle before the handler returns
+        if not receiver.cancelled():  # the client ended the session first
+            if isinstance(receiver.result(), RequestError):
+                await _refuse(ws, receiver.result(), WS_REFUSED)
+            return
+        failure = None if producer.cancelled() else producer.exception()
+        if failure is None:
+            await _close(ws, WS_DONE)
+        elif isinstance(failure, RequestError):
+            await _refuse(ws, failure, WS_REFUSED)
+        else:
+            await _refuse(ws, RequestError(500, _one_line(failure), code="engine_error"), WS_FAILED)
 
     async def _session(self, ws: WebSocket) -> SessionConfig:
         message = await ws.receive()

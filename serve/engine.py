@@ -16,6 +16,7 @@ balancer can retry elsewhere, where an unbounded queue would only add latency.
 from __future__ import annotations
 
 import asyncio
+from contextlib import aclosing
 from pathlib import Path
 from typing import AsyncIterable, AsyncIterator
 
@@ -31,43 +32,73 @@ class EngineBusy(Exception):
 class SpeechStream:
     """One admitted stream: an async iterator of `AudioChunk`s (int16 samples at 24 kHz).
 
-    `aclose()` (or leaving it early) stops generation at the next frame and gives the slot back
-    once the frame in flight has finished; `metrics` is the stream's `UtteranceMetrics` after that.
+    The engine's iterator is driven by a task of the stream's own, never by the request's task.
+    A request task can be cancelled more than once (a client leaves, the server shuts down); if
+    such a cancel landed inside the engine's clean-up, the slot would come back while the frame
+    in flight still ran. Here `aclose()` (or leaving early, or cancelling the consumer) cancels
+    that task exactly once; it stops the engine at its next frame, waits for the frame in flight,
+    records `metrics` and only then gives the slot back, whatever happens to the caller meanwhile.
     """
 
+    _END = object()
+
     def __init__(self, engine: "SpeechEngine", chunks: AsyncIterator[AudioChunk]):
-        self._engine, self._chunks = engine, chunks
+        self._engine = engine
         self.metrics: UtteranceMetrics | None = None
         self.finished = False  # the engine ended the stream itself (not closed early)
-        self._closed = False
+        self.error: BaseException | None = None  # what ended it, when a request error or a failure did
+        self.on_release: list = []  # callables(stream), run once the slot is free (accounting)
+        self._queue: asyncio.Queue = asyncio.Queue()
+        self._released = asyncio.Event()
+        self._stopping = False
+        self._pump = asyncio.ensure_future(self._drive(chunks))
+        # A callback, not a `finally`: it also runs for a task cancelled before it ever started.
+        self._pump.add_done_callback(self._finish)
+
+    async def _drive(self, chunks: AsyncIterator[AudioChunk]) -> None:
+        try:
+            async with aclosing(chunks):
+                async for chunk in chunks:
+                    self._queue.put_nowait(chunk)
+            self.finished = True
+        except asyncio.CancelledError:
+            pass
+        except BaseException as exc:  # a request error or an engine failure: the consumer raises it
+            self.error = exc
+            self._queue.put_nowait(exc)
+
+    def _finish(self, _task) -> None:
+        # Synthesizer.astream's clean-up has stopped the frame loop and waited for the frame in
+        # flight: the engine is idle, and its metrics are this stream's.
+        self.metrics = self._engine.synth.last_metrics
+        self._engine._release()
+        self._released.set()
+        self._queue.put_nowait(self._END)
+        for callback in self.on_release:  # here, not after aclose(): a caller cancelled twice never gets there
+            callback(self)
 
     def __aiter__(self):
         return self
 
     async def __anext__(self) -> AudioChunk:
-        if self._closed:
-            raise StopAsyncIteration
         try:
-            return await self._chunks.__anext__()
-        except StopAsyncIteration:
-            self.finished = True
+            item = await self._queue.get()
+        except BaseException:  # the consumer was cancelled: end the stream
             await self.aclose()
             raise
-        except BaseException:  # a request error, a failure, or the task was cancelled: free the slot
-            await self.aclose()
-            raise
+        if item is self._END:
+            raise StopAsyncIteration
+        if isinstance(item, BaseException):
+            raise item
+        return item
 
     async def aclose(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        try:
-            # Synthesizer.astream's clean-up cancels the frame loop and waits for the frame in
-            # flight, shielded, so the engine is idle once this returns, even when cancelled.
-            await self._chunks.aclose()
-        finally:
-            self.metrics = self._engine.synth.last_metrics
-            self._engine._release()
+        """End the stream (the engine stops at its next frame) and wait until its slot is free."""
+        if not self._stopping and not self._pump.done():
+            self._stopping = True  # once: a second cancel would cut the engine's clean-up short
+            self._pump.cancel()
+        # Cancelled again meanwhile, the caller stops waiting; the pump still finishes on its own.
+        await asyncio.shield(self._released.wait())
 
 
 class SpeechEngine:

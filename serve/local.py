@@ -26,9 +26,10 @@ def start(config: ServeConfig, host: str = "127.0.0.1", port: int = 8000, *, add
 
     if not ray.is_initialized():
         if address is None:
-            # A local cluster bound to loopback: nothing of Ray's listens beyond this machine.
-            ray.init(_node_ip_address="127.0.0.1", include_dashboard=False, configure_logging=False,
-                     namespace="qwen3-tts")
+            # A one-machine cluster without the dashboard. (Ray maps a loopback node address to the
+            # machine's own address itself, so its internal ports follow Ray's defaults; the HTTP
+            # host below is the one this command controls.)
+            ray.init(include_dashboard=False, namespace="qwen3-tts")
         else:
             ray.init(address=address, namespace="qwen3-tts")
     serve.start(http_options={"host": host, "port": port})

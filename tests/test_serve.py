@@ -1,0 +1,280 @@
+"""The Ray Serve application (serve/), started for real on 127.0.0.1 with the tiny CustomVoice
+checkpoint on ONNX Runtime, and spoken to only with real clients: the `openai` package, httpx and
+`websockets`. Audio is compared sample for sample with a `Synthesizer` in this process (same
+build, same seed), which is what the CLI's `say` runs."""
+
+import asyncio
+import io
+import json
+import os
+import socket
+import time
+
+import numpy as np
+import pytest
+
+pytest.importorskip("ray.serve")
+httpx = pytest.importorskip("httpx")
+openai = pytest.importorskip("openai")
+websockets = pytest.importorskip("websockets")
+sf = pytest.importorskip("soundfile")
+
+from runtime.prompt import Voice  # noqa: E402
+from runtime.stream import StreamOptions, Synthesizer  # noqa: E402
+
+TEXT = "Hello there! The server streams this sentence."
+LONG = " ".join(["This sentence keeps the engine busy for a while, frame after frame."] * 6)
+VOICE = "ryan"
+MAX_INPUT = 3000  # the server's limit here, so an oversize request stays small
+pytestmark = pytest.mark.timeout(300)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tiny_custom_voice, tiny_build):
+    """One Ray cluster and one replica for the whole file (starting them takes most of its time)."""
+    # Ray 2.60 turns token auth on for a cluster ray.init() starts and writes ~/.ray/auth_token;
+    # a throwaway test cluster on this machine needs neither.
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    from serve import ServeConfig
+    from serve.local import start, stop
+
+    port = _free_port()
+    config = ServeConfig(model=str(tiny_custom_voice), build_dir=str(tiny_build[0]), backend="onnx",
+                         num_cpus=0.5, max_input_chars=MAX_INPUT, wait_s=1.0)
+    try:
+        start(config, "127.0.0.1", port)
+        yield {"url": f"http://127.0.0.1:{port}", "ws": f"ws://127.0.0.1:{port}/v1/audio/speech/stream",
+               "model": config.served_model}
+    finally:
+        stop()
+
+
+@pytest.fixture(scope="module")
+def synth(tiny_custom_voice, tiny_build):
+    """The reference: the engines the replica runs, in this process, int16 out as the wire carries."""
+    return Synthesizer.open(tiny_custom_voice, tiny_build[0], "onnx", options=StreamOptions(pcm16=True))
+
+
+@pytest.fixture
+def http(server):
+    with httpx.Client(base_url=server["url"], timeout=60) as client:
+        yield client
+
+
+def _reference(synth, text=TEXT, *, seed=None, max_new_tokens=60, greedy=False) -> np.ndarray:
+    params = (synth.greedy_params if greedy else synth.default_params)(max_new_tokens=max_new_tokens, seed=seed)
+    return synth.synthesize(text, Voice(speaker=VOICE), params)
+
+
+def _idle(http, cancelled_before: int) -> dict:
+    """/health once the cancelled stream has given its slot back (polled; never timed)."""
+    for _ in range(400):
+        health = http.get("/health").json()
+        if health["live_streams"] == 0 and health["streams_cancelled"] > cancelled_before:
+            return health
+        time.sleep(0.05)
+    raise AssertionError(f"the stream was not released: {health}")
+
+
+# -- OpenAI speech API -----------------------------------------------------------------------------
+def test_openai_client_streams_a_wav_equal_to_the_synthesizer(server, synth, tmp_path):
+    client = openai.OpenAI(base_url=server["url"] + "/v1", api_key="unused", max_retries=0)
+    out = tmp_path / "speech.wav"
+    with client.audio.speech.with_streaming_response.create(
+            model=server["model"], voice=VOICE, input=TEXT, response_format="wav",
+            extra_body={"seed": 7, "max_new_tokens": 60}) as response:
+        assert response.headers["content-type"] == "audio/wav"
+        assert response.headers.get("transfer-encoding") == "chunked"  # streamed, not sent whole
+        response.stream_to_file(out)
+    audio, rate = sf.read(out, dtype="int16")
+    assert rate == 24000
+    expected = _reference(synth, seed=7)
+    assert len(expected) > 0
+    np.testing.assert_array_equal(audio, expected)
+
+
+def test_pcm_is_raw_int16_equal_to_the_synthesizer(http, synth):
+    body = {"model": "tiny-custom_voice-float32", "input": TEXT, "voice": "Ryan", "response_format": "pcm",
+            "greedy": True, "max_new_tokens": 60}
+    chunks = []
+    with http.stream("POST", "/v1/audio/speech", json=body) as r:
+        assert r.status_code == 200, r.read()
+        assert r.headers["content-type"] == "audio/pcm"
+        for part in r.iter_bytes():
+            chunks.append(part)
+    audio = np.frombuffer(b"".join(chunks), dtype="<i2")
+    np.testing.assert_array_equal(audio, _reference(synth, greedy=True))
+
+
+def test_http_disconnect_frees_the_engine_and_the_next_request_is_whole(http, synth):
+    before = http.get("/health").json()["streams_cancelled"]
+    body = {"input": LONG, "voice": VOICE, "response_format": "pcm", "seed": 1}
+    with http.stream("POST", "/v1/audio/speech", json=body) as r:
+        assert r.status_code == 200
+        first = next(r.iter_raw())
+        assert len(first) > 0
+    # leaving the block closed the connection mid-stream
+    health = _idle(http, before)
+    assert health["last_cancelled"]["frames_after_cancel"] in (0, 1)  # stopped within one frame
+    r = http.post("/v1/audio/speech", json={"input": TEXT, "voice": VOICE, "response_format": "pcm", "seed": 3,
+                                            "max_new_tokens": 60})
+    assert r.status_code == 200
+    np.testing.assert_array_equal(np.frombuffer(r.content, dtype="<i2"), _reference(synth, seed=3))
+
+
+# -- WebSocket ---------------------------------------------------------------------------------------
+async def _drain(ws) -> list:
+    """Every message until the server closes (websockets raises at a close code other than 1000)."""
+    messages = []
+    try:
+        while True:
+            messages.append(await ws.recv())
+    except websockets.ConnectionClosed:
+        return messages
+
+
+async def _ws_speak(url: str, config: dict, fragments, *, done: bool = True):
+    """(audio, final message, close code) of one WebSocket session."""
+    pcm, final = [], None
+    async with websockets.connect(url) as ws:
+        await ws.send(json.dumps({"type": "session.config", **config}))
+        for fragment in fragments:
+            await ws.send(json.dumps({"type": "input.text", "text": fragment}))
+        if done:
+            await ws.send(json.dumps({"type": "input.done"}))
+        for message in await _drain(ws):
+            if isinstance(message, bytes):
+                pcm.append(message)
+            else:
+                data = json.loads(message)
+                if data["type"] in ("session.done", "error"):
+                    final = data
+        code = ws.close_code
+    return np.frombuffer(b"".join(pcm), dtype="<i2"), final, code
+
+
+async def test_websocket_incremental_text_equals_stream_text(server, synth):
+    fragments = ["Hel", "lo there", "! The ser", "ver streams ", "this sen", "tence."]
+    audio, final, code = await _ws_speak(server["ws"], {"voice": VOICE, "greedy": True, "max_new_tokens": 60},
+                                         fragments)
+    assert code == 1000 and final["type"] == "session.done"
+    assert final["metrics"]["frames"] > 0 and final["metrics"]["ttfc_ms"] is not None
+    params = synth.greedy_params(max_new_tokens=60)
+    expected = np.concatenate([c.samples for c in synth.stream_text(iter(fragments), Voice(speaker=VOICE), params)])
+    np.testing.assert_array_equal(audio, expected)
+
+
+async def test_websocket_close_frees_the_engine_and_the_next_stream_is_whole(server, synth, http):
+    before = http.get("/health").json()["streams_cancelled"]
+    async with websockets.connect(server["ws"]) as ws:
+        await ws.send(json.dumps({"type": "session.config", "voice": VOICE, "seed": 1}))
+        await ws.send(json.dumps({"type": "input.text", "text": LONG}))
+        await ws.send(json.dumps({"type": "input.done"}))
+        while not isinstance(await ws.recv(), bytes):  # audio.start, then the first chunk
+            pass
+    # the client closed mid-stream; nothing on the server sends to it any more
+    health = await asyncio.to_thread(_idle, http, before)
+    assert health["last_cancelled"]["frames_after_cancel"] in (0, 1)
+    audio, final, code = await _ws_speak(server["ws"], {"voice": VOICE, "seed": 3, "max_new_tokens": 60}, [TEXT])
+    assert code == 1000 and final["type"] == "session.done"
+    params = synth.default_params(max_new_tokens=60, seed=3)
+    expected = np.concatenate([c.samples for c in synth.stream_text(iter([TEXT]), Voice(speaker=VOICE), params)])
+    np.testing.assert_array_equal(audio, expected)
+
+
+async def test_busy_replica_refuses_with_503_and_close_1013(server, http):
+    """The one slot is held by a WebSocket stream waiting for more text: a further request waits
+    wait_s for it, then is refused clearly instead of queueing without end."""
+    async with websockets.connect(server["ws"]) as holder:
+        await holder.send(json.dumps({"type": "session.config", "voice": VOICE, "greedy": True,
+                                      "max_new_tokens": 30}))
+        await holder.send(json.dumps({"type": "input.text", "text": "Hello there, "}))
+        assert json.loads(await holder.recv())["type"] == "audio.start"
+        r = await asyncio.to_thread(http.post, "/v1/audio/speech", json={"input": TEXT, "voice": VOICE})
+        assert r.status_code == 503
+        assert r.json()["error"]["code"] == "engine_busy" and "busy" in r.json()["error"]["message"]
+        _, final, code = await _ws_speak(server["ws"], {"voice": VOICE}, [TEXT])
+        assert code == 1013 and final["error"]["code"] == "engine_busy"
+        await holder.send(json.dumps({"type": "input.done"}))
+        assert any(isinstance(m, str) and json.loads(m)["type"] == "session.done" for m in await _drain(holder))
+    r = http.post("/v1/audio/speech", json={"input": TEXT, "voice": VOICE, "max_new_tokens": 20})
+    assert r.status_code == 200 and len(r.content) > 44
+
+
+# -- bad requests --------------------------------------------------------------------------------------
+BAD = [
+    ("empty input", {"input": "   ", "voice": VOICE}, "empty_input"),
+    ("unknown voice", {"input": TEXT, "voice": "nobody"}, "unknown_voice"),
+    ("oversize input", {"input": "word " * (MAX_INPUT // 4), "voice": VOICE}, "input_too_long"),
+    ("unknown format", {"input": TEXT, "voice": VOICE, "response_format": "mp3"}, "unsupported_format"),
+    ("speed", {"input": TEXT, "voice": VOICE, "speed": 1.25}, "unsupported_speed"),
+    ("unknown field", {"input": TEXT, "voice": VOICE, "instruction": "slowly"}, "unknown_field"),
+    ("missing input", {"voice": VOICE}, "invalid_value"),
+    ("another model", {"model": "tts-1", "input": TEXT, "voice": VOICE}, "model_not_found"),
+    ("task type", {"input": TEXT, "voice": VOICE, "task_type": "Base"}, "task_type_mismatch"),
+    ("clone on CustomVoice", {"input": TEXT, "ref_audio": "UklGRg==", "ref_text": "hi"}, "clone_unsupported"),
+    ("unknown language", {"input": TEXT, "voice": VOICE, "language": "klingon"}, "invalid_request"),
+    ("bad seed", {"input": TEXT, "voice": VOICE, "seed": -1}, "invalid_value"),
+]
+
+
+@pytest.mark.parametrize("body, code", [b[1:] for b in BAD], ids=[b[0] for b in BAD])
+def test_bad_request_gets_a_clear_400_and_the_server_keeps_serving(http, body, code):
+    r = http.post("/v1/audio/speech", json=body)
+    assert r.status_code == 400, r.text
+    error = r.json()["error"]
+    assert error["code"] == code and error["type"] == "invalid_request_error"
+    assert error["message"] and "\n" not in error["message"]
+    ok = http.post("/v1/audio/speech", json={"input": "Fine.", "voice": VOICE, "max_new_tokens": 10})
+    assert ok.status_code == 200 and len(ok.content) > 44
+
+
+def test_malformed_json_gets_a_400(http):
+    for content in (b'{"input": "hi", ', b"[1, 2]", b"not json"):
+        r = http.post("/v1/audio/speech", content=content, headers={"content-type": "application/json"})
+        assert r.status_code == 400, r.text
+        assert r.json()["error"]["code"] in ("invalid_json", "invalid_body")
+
+
+def test_openai_client_raises_on_a_refused_request(server):
+    client = openai.OpenAI(base_url=server["url"] + "/v1", api_key="unused", max_retries=0)
+    with pytest.raises(openai.BadRequestError, match="unknown voice"):
+        with client.audio.speech.with_streaming_response.create(model=server["model"], voice="nobody", input=TEXT):
+            pass
+
+
+@pytest.mark.parametrize("messages, code", [
+    (["not json"], "invalid_json"),
+    ([{"type": "session.config", "voice": "nobody"}], "unknown_voice"),
+    ([{"type": "session.config", "voice": VOICE, "response_format": "wav"}], "unsupported_format"),
+    ([{"type": "session.config", "voice": VOICE}, {"type": "input.text", "text": "x" * (MAX_INPUT + 1)}],
+     "input_too_long"),
+    ([{"type": "session.config", "voice": VOICE}, {"type": "input.speak"}], None),
+], ids=["malformed", "unknown voice", "format", "oversize", "unknown message"])
+async def test_websocket_refusals_say_why_and_close_1008(server, messages, code):
+    async with websockets.connect(server["ws"]) as ws:
+        for m in messages:
+            await ws.send(m if isinstance(m, str) else json.dumps(m))
+        errors = [json.loads(m) for m in await _drain(ws) if isinstance(m, str)]
+        assert ws.close_code == 1008
+    error = next(e for e in errors if e["type"] == "error")["error"]
+    assert error["message"] and (code is None or error["code"] == code)
+    audio, final, close = await _ws_speak(server["ws"], {"voice": VOICE, "max_new_tokens": 10}, ["Fine."])
+    assert close == 1000 and len(audio) > 0
+
+
+# -- voices, models, health ------------------------------------------------------------------------------
+def test_voices_models_and_health(http, server, synth):
+    voices = http.get("/v1/voices").json()["voices"]
+    assert voices == list(synth.config.speakers) and VOICE in voices
+    assert http.get("/v1/models").json()["data"][0]["id"] == server["model"]
+    health = http.get("/health")
+    assert health.status_code == 200
+    assert health.json()["status"] == "ready" and health.json()["backend"] == "onnx"
+    assert health.json()["capacity"] == 1
