@@ -1,4 +1,4 @@
-"""Command line: `qwen3-tts-trt say "text" -o out.wav` and `qwen3-tts-trt bench`.
+"""Command line: `qwen3-tts-trt say "text" -o out.wav`, `qwen3-tts-trt bench` and `qwen3-tts-trt serve`.
 
 Both stream through the `Synthesizer` on the backend you name (`--backend auto` runs the build's
 TensorRT engines, or its ONNX graphs on a build without engines, or PyTorch when there is no
@@ -282,6 +282,52 @@ def _add_voice_commands(sub) -> None:
     create.set_defaults(func=_voice_create)
 
 
+# -- serving: `serve` ------------------------------------------------------------------------------
+def _add_serve_command(sub) -> None:
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+    p = sub.add_parser(
+        "serve", formatter_class=fmt, help="serve many conversations: an OpenAI-compatible speech API on Ray Serve",
+        description="Start Ray on this machine (or join a cluster with --address) and serve POST /v1/audio/speech "
+                    "(OpenAI-compatible), the WebSocket /v1/audio/speech/stream, GET /v1/voices and /health until "
+                    "Ctrl-C. Needs the serve extra: pip install -e \".[onnx,serve]\".")
+    p.add_argument("-m", "--model", required=True, help="checkpoint directory (present on every node) or hub id")
+    p.add_argument("--build-dir", help="build folder (default: builds/<gpu or cpu>/<model folder name> if it exists)")
+    p.add_argument("--backend", default="auto", choices=["auto", "tensorrt", "onnx", "torch"],
+                   help="auto: the build's TensorRT engines, else its ONNX graphs; PyTorch without a build")
+    p.add_argument("--fallback", action="store_true", help="run the next backend if the build cannot run here")
+    p.add_argument("--host", default="127.0.0.1", help="HTTP host (0.0.0.0 to listen on every interface)")
+    p.add_argument("--port", type=_int_at_least(1), default=8000, help="HTTP port")
+    p.add_argument("--voice-dir", help="a folder of NAME.voice files, offered as voice \"NAME\"")
+    p.add_argument("--replicas", type=_int_at_least(1), default=1, help="engines (one per GPU in production)")
+    p.add_argument("--num-cpus", type=float, default=1.0, help="CPU cores Ray reserves per replica (may be fractional)")
+    p.add_argument("--num-gpus", type=float, default=0.0, help="GPUs per replica (1 for TensorRT engines)")
+    p.add_argument("--threads", type=_int_at_least(1), default=1, help="OMP_NUM_THREADS of each replica")
+    p.add_argument("--address", help="join this Ray cluster (\"auto\": the one `ray start` runs here) instead of "
+                                     "starting one")
+    p.set_defaults(func=_serve)
+
+
+def _serve(args) -> int:
+    # Imported here, not at the top: imports flow serve -> runtime, and the CLI only dispatches to
+    # the serving layer (Ray is an optional extra that say/bench/voice never need).
+    try:
+        import ray.serve  # noqa: F401
+    except ImportError as exc:
+        raise UsageError(f"serving needs Ray Serve ({exc.name} is missing): pip install -e \".[serve]\"") from None
+    from serve import ServeConfig, run_local
+    from .checkpoint import resolve_checkpoint
+
+    resolve_checkpoint(args.model)  # a wrong path is one line here, not a replica failing in Ray's logs
+    if args.build_dir and not Path(args.build_dir).is_dir():
+        raise UsageError(f"build folder {args.build_dir} does not exist: run ./build.sh {args.model} first")
+    if args.voice_dir and not Path(args.voice_dir).is_dir():
+        raise UsageError(f"voice folder {args.voice_dir} does not exist")
+    config = ServeConfig(model=args.model, build_dir=args.build_dir, backend=args.backend, fallback=args.fallback,
+                         voice_dir=args.voice_dir, replicas=args.replicas, num_cpus=args.num_cpus,
+                         num_gpus=args.num_gpus, threads=args.threads)
+    return run_local(config, args.host, args.port, address=args.address)
+
+
 def _params(synth, args, seed=None):
     overrides = dict(max_new_tokens=args.max_new_tokens, seed=args.seed if seed is None else seed)
     return synth.greedy_params(**overrides) if args.greedy else synth.default_params(**overrides)
@@ -442,7 +488,7 @@ def build_parser() -> argparse.ArgumentParser:
     fmt = argparse.ArgumentDefaultsHelpFormatter
     ap = _Parser(prog="qwen3-tts-trt", description="Qwen3-TTS streaming runtime", formatter_class=fmt)
     ap.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
-    sub = ap.add_subparsers(dest="command", required=True, metavar="{say,bench,voice}")
+    sub = ap.add_subparsers(dest="command", required=True, metavar="{say,bench,voice,serve}")
     say = sub.add_parser("say", help="synthesize text to an audio file, streaming", formatter_class=fmt,
                          description="Synthesize text to an audio file (.wav, .flac, .ogg, .mp3, .aiff).")
     say.add_argument("text", nargs="?", help="the text; '-' reads standard input")
@@ -462,6 +508,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(bench)
     bench.set_defaults(func=_bench)
     _add_voice_commands(sub)
+    _add_serve_command(sub)
     return ap
 
 

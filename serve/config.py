@@ -58,6 +58,7 @@ class ServeConfig:
                                "runtime_env": {"env_vars": env}},
             # Warm-up happens in the constructor; a big model on a CPU can take minutes.
             health_check_period_s=10, health_check_timeout_s=60, graceful_shutdown_timeout_s=20,
+            max_constructor_retry_count=2,  # a build that cannot load fails the deployment soon, with its error
         )
 
     def resolved(self) -> "ServeConfig":
