@@ -302,6 +302,8 @@ def _add_serve_command(sub) -> None:
     p.add_argument("--num-cpus", type=float, default=1.0, help="CPU cores Ray reserves per replica (may be fractional)")
     p.add_argument("--num-gpus", type=float, default=0.0, help="GPUs per replica (1 for TensorRT engines)")
     p.add_argument("--threads", type=_int_at_least(1), default=1, help="OMP_NUM_THREADS of each replica")
+    p.add_argument("--metrics-port", type=_int_at_least(1),
+                   help="serve this node's Prometheus metrics here (Ray picks a port if not given)")
     p.add_argument("--address", help="join this Ray cluster (\"auto\": the one `ray start` runs here) instead of "
                                      "starting one")
     p.set_defaults(func=_serve)
@@ -325,7 +327,7 @@ def _serve(args) -> int:
     config = ServeConfig(model=args.model, build_dir=args.build_dir, backend=args.backend, fallback=args.fallback,
                          voice_dir=args.voice_dir, replicas=args.replicas, num_cpus=args.num_cpus,
                          num_gpus=args.num_gpus, threads=args.threads)
-    return run_local(config, args.host, args.port, address=args.address)
+    return run_local(config, args.host, args.port, address=args.address, metrics_port=args.metrics_port)
 
 
 def _params(synth, args, seed=None):

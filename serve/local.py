@@ -16,9 +16,11 @@ from .config import ServeConfig
 
 
 def start(config: ServeConfig, host: str = "127.0.0.1", port: int = 8000, *, address: str | None = None,
-          app_name: str = "qwen3-tts", route_prefix: str = "/"):
+          metrics_port: int | None = None, app_name: str = "qwen3-tts", route_prefix: str = "/"):
     """Start (or join) Ray, start Serve's HTTP proxy on host:port and deploy the application; returns
-    once every replica is warm. The caller shuts Ray down (`stop()`)."""
+    once every replica is warm. The caller shuts Ray down (`stop()`). `metrics_port`: where this
+    node's Prometheus metrics are served (`ray_qwen3_tts_*` with Ray's and Serve's own); Ray
+    picks a port when it is None."""
     import ray
     from ray import serve
 
@@ -29,7 +31,7 @@ def start(config: ServeConfig, host: str = "127.0.0.1", port: int = 8000, *, add
             # A one-machine cluster without the dashboard. (Ray maps a loopback node address to the
             # machine's own address itself, so its internal ports follow Ray's defaults; the HTTP
             # host below is the one this command controls.)
-            ray.init(include_dashboard=False, namespace="qwen3-tts")
+            ray.init(include_dashboard=False, namespace="qwen3-tts", _metrics_export_port=metrics_port)
         else:
             ray.init(address=address, namespace="qwen3-tts")
     serve.start(http_options={"host": host, "port": port})
@@ -47,8 +49,8 @@ def stop() -> None:
 
 
 def run_local(config: ServeConfig, host: str = "127.0.0.1", port: int = 8000, *, address: str | None = None,
-              on_ready=print) -> int:
-    start(config, host, port, address=address)
+              metrics_port: int | None = None, on_ready=print) -> int:
+    start(config, host, port, address=address, metrics_port=metrics_port)
     on_ready(f"serving {config.served_model} on http://{host}:{port}  (POST /v1/audio/speech, "
              f"WS /v1/audio/speech/stream, GET /v1/voices, /health); Ctrl-C stops")
     stopped = threading.Event()

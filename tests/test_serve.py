@@ -44,13 +44,13 @@ def server(tiny_custom_voice, tiny_build):
     from serve import ServeConfig
     from serve.local import start, stop
 
-    port = _free_port()
+    port, metrics_port = _free_port(), _free_port()
     config = ServeConfig(model=str(tiny_custom_voice), build_dir=str(tiny_build[0]), backend="onnx",
                          num_cpus=0.5, max_input_chars=MAX_INPUT, wait_s=1.0)
     try:
-        start(config, "127.0.0.1", port)
+        start(config, "127.0.0.1", port, metrics_port=metrics_port)
         yield {"url": f"http://127.0.0.1:{port}", "ws": f"ws://127.0.0.1:{port}/v1/audio/speech/stream",
-               "model": config.served_model}
+               "model": config.served_model, "metrics": f"http://127.0.0.1:{metrics_port}/metrics"}
     finally:
         stop()
 
@@ -278,3 +278,18 @@ def test_voices_models_and_health(http, server, synth):
     assert health.status_code == 200
     assert health.json()["status"] == "ready" and health.json()["backend"] == "onnx"
     assert health.json()["capacity"] == 1
+
+
+def test_prometheus_metrics_reach_rays_metrics_port(server, http):
+    """TTFC, xRT, live streams and stream ends, exported by Ray's metrics agent (polled: Ray
+    pushes them every few seconds)."""
+    assert http.post("/v1/audio/speech", json={"input": "Fine.", "voice": VOICE, "max_new_tokens": 10}).status_code == 200
+    wanted = ("ray_qwen3_tts_ttfc_seconds_count", "ray_qwen3_tts_xrt_count", "ray_qwen3_tts_live_streams",
+              "ray_qwen3_tts_streams_total", "ray_qwen3_tts_rejected_total")
+    for _ in range(120):
+        text = httpx.get(server["metrics"], timeout=10).text
+        if all(name in text for name in wanted):
+            break
+        time.sleep(0.5)
+    missing = [name for name in wanted if name not in text]
+    assert not missing, f"not exported: {missing}"
