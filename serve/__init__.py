@@ -10,13 +10,19 @@ imported on first use, so that `serve.config` can be read without Ray.
 
 from .config import ServeConfig
 
-__all__ = ["ServeConfig", "build_app", "run_local"]
+__all__ = ["ServeConfig", "app_builder", "build_app", "run_local"]
 
 
 def build_app(config: ServeConfig):
     from .app import build_app as build
 
     return build(config)
+
+
+def app_builder(args: dict):
+    """Ray's application builder: `import_path: serve:app_builder` with `args: {model: ..., ...}` in a
+    Serve config file (KubeRay's serveConfigV2), or `serve run serve:app_builder model=...`."""
+    return build_app(ServeConfig.from_args(args))
 
 
 def run_local(config: ServeConfig, host: str = "127.0.0.1", port: int = 8000, **kwargs):

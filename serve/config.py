@@ -35,6 +35,28 @@ class ServeConfig:
     warmup: bool = True
     env: dict = field(default_factory=dict)  # more environment variables for the replicas
 
+    @classmethod
+    def from_args(cls, args: dict) -> "ServeConfig":
+        """The `args` of a Serve config file or of `serve run serve:app_builder key=value ...`,
+        where every value may arrive as a string: each is read as its field's default's type."""
+        from dataclasses import fields
+
+        unknown = set(args) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown ServeConfig arguments: {', '.join(sorted(unknown))}")
+        defaults = cls(model="")
+        values = {}
+        for name, value in args.items():
+            kind = type(getattr(defaults, name))
+            if isinstance(value, str) and kind is bool:
+                if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError(f"{name} must be true or false, not {value!r}")
+                value = value.lower() in ("true", "1", "yes")
+            elif isinstance(value, str) and kind in (int, float):
+                value = kind(value)
+            values[name] = value
+        return cls(**values)
+
     @property
     def served_model(self) -> str:
         return self.model_id or Path(self.model).name

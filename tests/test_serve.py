@@ -269,6 +269,16 @@ async def test_websocket_refusals_say_why_and_close_1008(server, messages, code)
     assert close == 1000 and len(audio) > 0
 
 
+def test_app_builder_args_become_a_config():
+    """`serve run serve:app_builder key=value` and serveConfigV2 pass strings."""
+    from serve import ServeConfig
+
+    config = ServeConfig.from_args({"model": "m", "replicas": "2", "num_gpus": "1", "fallback": "true", "wait_s": 0.5})
+    assert (config.replicas, config.num_gpus, config.fallback, config.wait_s) == (2, 1.0, True, 0.5)
+    with pytest.raises(ValueError, match="unknown ServeConfig arguments: replica"):
+        ServeConfig.from_args({"model": "m", "replica": "2"})
+
+
 # -- voices, models, health ------------------------------------------------------------------------------
 def test_voices_models_and_health(http, server, synth):
     voices = http.get("/v1/voices").json()["voices"]
