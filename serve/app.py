@@ -65,8 +65,9 @@ def _validation_error(errors) -> RequestError:
     return bad_request(f"{param or 'body'}: {first.get('msg', 'invalid')}", param, "invalid_value")
 
 
-# Helpers come before the class: Serve serializes the ingress class when it is decorated, with
-# the module's globals of that moment.
+# Helpers come before the class: @serve.ingress freezes a pickled copy of the FastAPI app (its
+# routes are this class's methods) when the class is decorated, with the module's names of that
+# moment; a helper defined below it is a NameError in the replica.
 def _json_message(message: dict) -> dict:
     if message.get("text") is None:
         raise bad_request("messages are JSON text frames; binary frames are not read", "type", "binary_message")
