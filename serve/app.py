@@ -80,6 +80,13 @@ def _json_message(message: dict) -> dict:
     return data
 
 
+def _rss_mb() -> float:
+    """This replica's resident memory (psutil comes with Ray)."""
+    import psutil
+
+    return round(psutil.Process().memory_info().rss / 2**20, 1)
+
+
 def _one_line(exc: BaseException) -> str:
     if isinstance(exc, Qwen3TTSError):
         return str(exc)
@@ -128,7 +135,7 @@ class SpeechServer:
         return {"status": "ready", "model": self.config.served_model, "backend": e.synth.backend_name,
                 "capacity": e.capacity, "live_streams": e.live, "waiting": e.waiting,
                 "streams_served": self.metrics.served, "streams_cancelled": self.metrics.cancelled,
-                "last_cancelled": self.metrics.last_cancelled}
+                "last_cancelled": self.metrics.last_cancelled, "rss_mb": _rss_mb()}
 
     @api.get("/v1/voices")
     async def voices(self):

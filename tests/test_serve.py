@@ -269,6 +269,26 @@ async def test_websocket_refusals_say_why_and_close_1008(server, messages, code)
     assert close == 1000 and len(audio) > 0
 
 
+def test_back_to_back_requests_leave_memory_flat(http):
+    """200 requests one after another, every 10th one dropped mid-stream: the replica's memory
+    after them is where it was after the first 20 (streams, chunks and metrics are not kept)."""
+    body = {"input": "Short one.", "voice": VOICE, "response_format": "pcm", "max_new_tokens": 4}
+
+    def run(n):
+        for i in range(n):
+            if i % 10 == 9:
+                with http.stream("POST", "/v1/audio/speech", json=dict(body, max_new_tokens=200)) as r:
+                    next(r.iter_raw())
+            else:
+                assert http.post("/v1/audio/speech", json=body).status_code == 200
+
+    run(20)
+    before = http.get("/health").json()["rss_mb"]
+    run(200)
+    after = http.get("/health").json()
+    assert after["rss_mb"] - before < 25, (before, after["rss_mb"])
+
+
 def test_app_builder_args_become_a_config():
     """`serve run serve:app_builder key=value` and serveConfigV2 pass strings."""
     from serve import ServeConfig
