@@ -1,6 +1,6 @@
 """What build.sh runs: checkpoint -> ONNX graphs -> checks -> TensorRT engines -> manifest.
 
-    build.sh MODEL [--precision fp32|fp16|bf16] [--max-context N] [--require-trt] ...
+    build.sh MODEL [--precision fp32|fp16|bf16|int8|int4] [--max-context N] [--require-trt] ...
 
 Stages, each reported as it runs: resolve the checkpoint, pick builds/<gpu-slug>/<model>/,
 refuse a folder that holds another model's or GPU's build, check free disk, export each graph
@@ -22,21 +22,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
 
 from runtime.checkpoint import load_networks, resolve_checkpoint
 from runtime.config import load_model_config
-from runtime.contract import CODEC_ENCODER, EngineLimits, dim_ranges, engine_specs, specs_to_json
+from runtime.contract import (CODEC_ENCODER, PRECISIONS, TALKER_DECODE, TALKER_PREFILL, PREDICTOR,
+                              WEIGHT_ONLY_BITS, EngineLimits, dim_ranges, engine_specs, specs_to_json)
 from runtime.device_info import detect_gpu, tensorrt_version
 from runtime.errors import EngineMismatchError, Qwen3TTSError
 from runtime.identity import weights_identity
 from runtime.manifest import MANIFEST, SCHEMA
 
-from . import onnx_graphs
+from . import onnx_graphs, quantize
 from .op_support import check_model
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCES = ["runtime/model", "runtime/contract.py", "runtime/sampling.py", "export/onnx_graphs.py"]
-BYTES = {"fp32": 4, "fp16": 2, "bf16": 2}
+# int8/int4 graphs are exported in fp32 first, then quantized: the fp32 files are what must fit.
+BYTES = {"fp32": 4, "fp16": 2, "bf16": 2, "int8": 4, "int4": 4}
+QUANTIZED_GRAPHS = (TALKER_PREFILL, TALKER_DECODE, PREDICTOR)  # what --precision int8|int4 quantizes
 # Largest |ONNX Runtime - PyTorch| each graph may show before the build fails. fp32: about 5x the
 # worst seen (1.8e-4 for talker_prefill on an official-code 0.6B checkpoint: logits of magnitude
 # ~10 through 28 layers; 1.4e-5 at 0.6B random, 2e-6 tiny); the codec's PCM has seen 3e-7. A
@@ -92,9 +96,12 @@ def _sha256(path: Path, limit: int | None = None) -> str:
 
 
 def source_fingerprint() -> str:
+    return _fingerprint([ROOT / rel for rel in SOURCES])
+
+
+def _fingerprint(paths: list[Path]) -> str:
     h = hashlib.sha256()
-    for rel in SOURCES:
-        p = ROOT / rel
+    for p in paths:
         for f in sorted(p.rglob("*.py")) if p.is_dir() else [p]:
             h.update(f.relative_to(ROOT).as_posix().encode())
             h.update(f.read_bytes())
@@ -175,24 +182,49 @@ def build(source: str, out_root: Path, limits: EngineLimits, *, require_trt=Fals
     modules.update(onnx_graphs.voice_encoder_modules(model_dir))  # Base: speaker and codec encoders
     key_base = dict(config=cfg.config_hash, weights=weights, limits=limits.to_dict(),
                     opset=onnx_graphs.OPSET, source=source_fingerprint(), torch=torch.__version__)
+    weight_only = limits.precision in WEIGHT_ONLY_BITS
+    if weight_only and require_trt:
+        raise BuildError(f"--precision {limits.precision} makes weight-only graphs for ONNX Runtime (CPU); TensorRT "
+                         "engines need --precision bf16, fp16 or fp32")
     results, entries = [], {}
     log(f"[3/6] export + checks ({len(specs)} graphs, opset {onnx_graphs.OPSET}, {limits.precision})")
+    # A bar on the terminal while the graphs export (minutes each at 0.6B); tqdm hides it when
+    # stderr is not a terminal (CI logs, tests), where the per-graph lines below say the same.
+    progress = tqdm(total=len(specs), unit="graph", desc="      graphs", disable=None, leave=False,
+                    bar_format="{desc} {n_fmt}/{total_fmt} [{elapsed}] {postfix}")
     for graph in specs:
         res = GraphResult(graph)
         path = out_dir / f"{graph}.onnx"
-        key = hashlib.sha256(json.dumps(dict(key_base, graph=graph), sort_keys=True).encode()).hexdigest()[:16]
+        quantized = weight_only and graph in QUANTIZED_GRAPHS
+        key = _graph_key(key_base, graph, quantized)
         prev = (old or {}).get("engines", {}).get(graph, {})
         files = _file_hashes(path) if prev.get("key") == key else {}
         if files and files == prev.get("files") and not force:  # same inputs, untouched files
             res.reused, res.parity, res.op_problems = True, prev.get("parity_max_abs"), prev.get("op_problems", [])
-            res.parity_limit = prev.get("parity_limit")
+            res.parity_limit, res.parity_note = prev.get("parity_limit"), prev.get("parity_note", "")
+            quant = prev.get("quantized")
             log(f"      {graph}: unchanged, reused")
         else:
             t0 = time.time()
+            progress.set_postfix_str(f"{graph}: exporting")
             onnx_graphs.export_engine(graph, modules[graph], specs[graph], limits, path)
             _check_graph(path)
-            res.op_problems = check_model(path).problems
-            if parity and limits.precision != "bf16" and limits.codec_precision != "bf16":
+            res.op_problems = check_model(path).problems  # before quantizing: MatMulNBits is ONNX Runtime's own
+            quant = None
+            if quantized:
+                t1 = time.time()
+                progress.set_postfix_str(f"{graph}: quantizing to {limits.precision}")
+                report = quantize.quantize_graph(path, path, limits.precision)
+                quant = _quant_entry(report, limits.precision)
+                log(f"      {graph}: {report.matmuls} MatMuls to {limits.precision} in {time.time() - t1:.1f} s, "
+                    f"{report.bytes_before / 1e6:.0f} -> {report.bytes_after / 1e6:.0f} MB")
+                _check_graph(path)
+            if quantized and parity:
+                # Quantized weights differ from the checkpoint by design; their measure is the
+                # quality gate (tests/test_quality_gate.py, docs/benchmarks.md), not a max-abs limit.
+                res.parity_note = f"{limits.precision} weights: see the quality gate"
+            elif parity and limits.precision != "bf16" and limits.codec_precision != "bf16":
+                progress.set_postfix_str(f"{graph}: comparing with PyTorch")
                 res.parity, res.parity_limit = ort_parity(modules[graph], specs[graph], path), parity_limit(graph, limits)
                 if res.parity_limit is not None and not res.parity <= res.parity_limit:
                     raise BuildError(f"{graph}: ONNX Runtime differs from PyTorch by {res.parity:.1e}, more than the "
@@ -205,13 +237,16 @@ def build(source: str, out_root: Path, limits: EngineLimits, *, require_trt=Fals
             files = _file_hashes(path)
         res.onnx_bytes = sum(p.stat().st_size for p in _files(path))
         entries[graph] = dict(key=key, onnx=path.name, files=files, sizes={p.name: p.stat().st_size for p in _files(path)},
-                              parity_max_abs=res.parity, parity_limit=res.parity_limit, op_problems=res.op_problems, engine=None,
-                              not_built_reason=None)
+                              parity_max_abs=res.parity, parity_limit=res.parity_limit, parity_note=res.parity_note,
+                              op_problems=res.op_problems, quantized=quant, engine=None, not_built_reason=None)
         results.append((res, prev))
+        progress.update()
+    progress.close()
 
     log("[4/6] TensorRT engines")
-    if not can_trt:
-        why = trt_why if trt_ver is None else "no NVIDIA GPU is visible"
+    if not can_trt or weight_only:
+        why = (trt_why if trt_ver is None else "no NVIDIA GPU is visible") if not can_trt else \
+            f"{limits.precision} weight-only graphs run on ONNX Runtime only (TensorRT: --precision bf16, fp16 or fp32)"
         for res, _ in results:
             res.engine_note = f"not built: {why}"
             entries[res.name]["not_built_reason"] = why
@@ -253,6 +288,59 @@ def build(source: str, out_root: Path, limits: EngineLimits, *, require_trt=Fals
     log("[6/6] summary")
     log(summary_table([r for r, _ in results]))
     return json.loads(text)  # exactly what the file holds
+
+
+def _graph_key(key_base: dict, graph: str, quantized: bool) -> str:
+    """What a graph file depends on; an unchanged key and untouched files let a rebuild reuse it."""
+    parts = dict(key_base, graph=graph)
+    if quantized:
+        parts.update(quantizer=_fingerprint([Path(quantize.__file__)]), block=quantize.BLOCK_SIZE)
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _quant_entry(report: "quantize.QuantizeReport", precision: str) -> dict:
+    return dict(bits=WEIGHT_ONLY_BITS[precision], block_size=quantize.BLOCK_SIZE, symmetric=True,
+                accuracy_level=quantize.ACCURACY_LEVEL, matmuls=report.matmuls, weights=report.weights,
+                fp32_bytes=report.bytes_before)
+
+
+def quantize_build(fp32_dir: Path, out_dir: Path, precision: str, log=print) -> dict:
+    """An int8/int4 build made from an fp32 build without exporting again (minutes saved at 0.6B):
+    the talker and predictor graphs quantized, the codec and voice-encoder graphs copied, and a
+    manifest that equals what `build(..., precision=precision)` writes for the same inputs, so a
+    later build.sh into `out_dir` reuses it."""
+    fp32_dir, out_dir = Path(fp32_dir), Path(out_dir)
+    src = json.loads((fp32_dir / MANIFEST).read_text())
+    if src["limits"]["precision"] != "fp32":
+        raise BuildError(f"{fp32_dir} is a {src['limits']['precision']} build; quantize an fp32 build")
+    if precision not in WEIGHT_ONLY_BITS:
+        raise BuildError(f"precision must be one of {', '.join(WEIGHT_ONLY_BITS)}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    manifest = json.loads(json.dumps(src))
+    manifest["limits"]["precision"] = precision
+    old_base = dict(config=src["model"]["config_hash"], weights=src["model"]["weights"], limits=src["limits"],
+                    opset=src["opset"], source=source_fingerprint(), torch=torch.__version__)
+    key_base = dict(old_base, limits=manifest["limits"])
+    for graph, entry in manifest["engines"].items():
+        if src["engines"][graph].get("key") != _graph_key(old_base, graph, False):
+            raise BuildError(f"{fp32_dir}: {graph} was exported by other code or versions; rebuild it first")
+        path = out_dir / entry["onnx"]
+        if graph in QUANTIZED_GRAPHS:
+            t0 = time.time()
+            report = quantize.quantize_graph(fp32_dir / entry["onnx"], path, precision)
+            entry.update(quantized=_quant_entry(report, precision), parity_max_abs=None, parity_limit=None,
+                         parity_note=f"{precision} weights: see the quality gate")
+            log(f"      {graph}: {report.matmuls} MatMuls to {precision} in {time.time() - t0:.1f} s, "
+                f"{report.bytes_before / 1e6:.0f} -> {report.bytes_after / 1e6:.0f} MB")
+        else:
+            for f in _files(fp32_dir / entry["onnx"]):
+                shutil.copyfile(f, out_dir / f.name)
+        entry.update(key=_graph_key(key_base, graph, graph in QUANTIZED_GRAPHS), files=_file_hashes(path),
+                     sizes={p.name: p.stat().st_size for p in _files(path)}, engine=None,
+                     not_built_reason=f"{precision} weight-only graphs run on ONNX Runtime only")
+    manifest["built_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=1))
+    return manifest
 
 
 def _previous_manifest(out_dir: Path, config_hash: str, weights: str, gpu: dict | None, force: bool) -> dict | None:
@@ -316,7 +404,9 @@ def parse_args(argv=None):
                "graphs are exported and checked, and the manifest says why engines were not built.")
     ap.add_argument("model", help="checkpoint directory or hub id (e.g. Qwen/Qwen3-TTS-12Hz-0.6B-CustomVoice)")
     ap.add_argument("--out", default="builds", help="root of the builds tree (default: builds)")
-    ap.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"], help="talker and predictor")
+    ap.add_argument("--precision", default="fp32", choices=list(PRECISIONS),
+                    help="talker and predictor: fp32/fp16/bf16, or weight-only int8/int4 graphs for ONNX Runtime on "
+                         "the CPU (see the README: which precision on CPU)")
     ap.add_argument("--codec-precision", default="fp32", choices=["fp32", "fp16", "bf16"])
     ap.add_argument("--max-context", type=int, default=2048, help="talker positions (prompt + frames)")
     ap.add_argument("--max-prompt", type=int, default=512, help="prefill positions")

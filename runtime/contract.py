@@ -20,6 +20,15 @@ from .config import ModelConfig
 
 REF_SAMPLE_RATE = 24000  # the voice encoders' input rate
 ACTIVATION_DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+# Weight-only precisions of the talker and predictor graphs (build.sh --precision int8|int4): the
+# graphs are exported in fp32 and their MatMul weights quantized afterwards (export/quantize.py), so
+# activations, KV cache and every engine input stay float32. ONNX Runtime only (MatMulNBits).
+WEIGHT_ONLY_BITS = {"int8": 8, "int4": 4}
+PRECISIONS = (*ACTIVATION_DTYPES, *WEIGHT_ONLY_BITS)
+
+
+def activation_dtype(precision: str) -> str:
+    return ACTIVATION_DTYPES.get(precision, "float32")
 
 TALKER_PREFILL = "talker_prefill"
 TALKER_DECODE = "talker_decode"
@@ -66,15 +75,17 @@ class EngineLimits:
     max_chunk: int = 10  # codec frames per call
     max_batch: int = 1
     top_k_max: int = 50  # K of the in-graph top-k; top_k above it is refused
-    precision: str = "fp32"  # activations/weights of talker and predictor
-    codec_precision: str = "fp32"
+    precision: str = "fp32"  # talker and predictor: fp32/fp16/bf16, or weight-only int8/int4
+    codec_precision: str = "fp32"  # fp32/fp16/bf16
     chunk_ramp: tuple[int, ...] = field(default=(1, 2, 4, 8, 10))
     min_ref_seconds: float = 1.0  # reference audio the voice encoders take (runtime/voice.py says why)
     max_ref_seconds: float = 30.0
 
     def __post_init__(self):
-        if self.precision not in ACTIVATION_DTYPES or self.codec_precision not in ACTIVATION_DTYPES:
-            raise ValueError(f"precision must be one of {sorted(ACTIVATION_DTYPES)}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}")
+        if self.codec_precision not in ACTIVATION_DTYPES:
+            raise ValueError(f"codec precision must be one of {', '.join(ACTIVATION_DTYPES)}")
         if not 1 <= self.max_prompt < self.max_context:
             raise ValueError("need 1 <= max_prompt < max_context")
         if max(self.chunk_ramp) > self.max_chunk:
@@ -102,7 +113,7 @@ def codec_state_specs(cfg: ModelConfig, dtype: str = "float32") -> list[TensorSp
 
 def engine_specs(cfg: ModelConfig, limits: EngineLimits) -> dict[str, EngineSpec]:
     t, p = cfg.talker, cfg.predictor
-    act = ACTIVATION_DTYPES[limits.precision]
+    act = activation_dtype(limits.precision)
     kv_shape = ("B", "{}", t.num_kv_heads, t.head_dim)
 
     def kv(prefix: str, length: str) -> list[TensorSpec]:
@@ -111,7 +122,7 @@ def engine_specs(cfg: ModelConfig, limits: EngineLimits) -> dict[str, EngineSpec
 
     groups = p.num_code_groups - 1
     heads = [TensorSpec("logits", ("B", t.vocab_size), "float32"), TensorSpec("hidden", ("B", t.hidden_size), act)]
-    state = codec_state_specs(cfg, ACTIVATION_DTYPES[limits.codec_precision])
+    state = codec_state_specs(cfg, activation_dtype(limits.codec_precision))
     specs = {
         TALKER_PREFILL: EngineSpec(
             TALKER_PREFILL,

@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 
 from .config import ModelConfig
-from .contract import EngineLimits, engine_specs, specs_to_json
+from .contract import WEIGHT_ONLY_BITS, EngineLimits, engine_specs, specs_to_json
 from .errors import EngineMismatchError
 from .identity import weights_identity
 
@@ -112,6 +112,10 @@ def check_manifest(manifest: dict, config: ModelConfig, *, gpu: dict | None = No
     if manifest.get("contract") != expected:
         raise EngineMismatchError(f"{where} follows an older engine contract than this runtime: rebuild with build.sh")
     if need_engines:
+        if limits.precision in WEIGHT_ONLY_BITS:
+            raise EngineMismatchError(
+                f"{where} holds {limits.precision} weight-only graphs, which run on ONNX Runtime (CPU) only: use "
+                "--backend onnx, or build TensorRT engines with build.sh MODEL --precision bf16 (or fp16, fp32)")
         built = manifest.get("gpu") or {}
         if gpu is None:
             raise EngineMismatchError("TensorRT engines need an NVIDIA GPU, and none is visible")

@@ -71,6 +71,18 @@ def tiny_base_build(tiny_base, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def real_build(real_custom_voice, tmp_path_factory):
+    """build.sh's fp32 work at the real 0.6B shapes (slow tests only: ~10 min on 2 cores), with
+    the build log it printed."""
+    from export.build import build
+    from test_build_real_shapes import LIMITS
+
+    root = Path(os.environ.get("QWEN3_TTS_TEST_BUILDS") or tmp_path_factory.mktemp("builds-real"))
+    manifest = build(str(real_custom_voice), root, LIMITS, log=print)
+    return root / "cpu" / real_custom_voice.name, manifest
+
+
+@pytest.fixture(scope="session")
 def tiny_build(tiny_custom_voice, tmp_path_factory):
     """build.sh's work on the tiny CustomVoice checkpoint: (build folder, manifest)."""
     from export.build import build

@@ -6,7 +6,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-from export import build as build_mod
 from export.op_support import check_model
 from runtime.backends import open_backend
 from runtime.contract import ENGINES, EngineLimits
@@ -19,9 +18,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]  # 0.6B shapes: minut
 LIMITS = EngineLimits(max_context=512, max_prompt=256)
 
 
-def test_real_shapes_build_and_onnx_parity(real_custom_voice, tmp_path):
-    manifest = build_mod.build(str(real_custom_voice), tmp_path, LIMITS, log=print)
-    out = tmp_path / "cpu" / real_custom_voice.name
+def test_real_shapes_build_and_onnx_parity(real_custom_voice, real_build):
+    out, manifest = real_build
     for name in ENGINES:
         entry = manifest["engines"][name]
         assert entry["op_problems"] == [] and check_model(out / entry["onnx"]).ok

@@ -9,7 +9,8 @@ from __future__ import annotations
 import torch
 
 from ..checkpoint import Networks
-from ..contract import EngineLimits
+from ..contract import WEIGHT_ONLY_BITS, EngineLimits
+from ..errors import BackendUnavailableError
 from ..model.engines import PRECISION_DTYPES, build_engine_modules
 from .base import Backend, KVSlots
 
@@ -18,6 +19,10 @@ class TorchBackend(Backend):
     name = "torch"
 
     def __init__(self, nets: Networks, limits: EngineLimits, device: str | torch.device = "cpu"):
+        if limits.precision in WEIGHT_ONLY_BITS:  # the int graphs exist only as ONNX files
+            raise BackendUnavailableError(
+                f"the PyTorch backend runs the checkpoint, not the build's {limits.precision} graphs: use "
+                "--backend onnx for them, or run PyTorch without --build-dir (fp32)")
         super().__init__(nets.config, limits)
         self.device = torch.device(device)
         for m in (nets.talker, nets.predictor, nets.codec):

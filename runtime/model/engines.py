@@ -18,7 +18,10 @@ from .predictor import Predictor
 from .talker import Talker
 
 
-PRECISION_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+# int8/int4 are weight-only precisions of the ONNX graphs: the modules are exported in fp32 and
+# their weights quantized afterwards (export/quantize.py).
+PRECISION_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16,
+                    "int8": torch.float32, "int4": torch.float32}
 
 
 def build_engine_modules(talker: Talker, predictor: Predictor, codec: CodecDecoder,

@@ -1,0 +1,165 @@
+"""Weight-only int8 / int4 graphs for ONNX Runtime on the CPU (build.sh --precision int8|int4).
+
+At batch 1 a frame costs what it takes to stream the weights from memory: the talker's once and
+the code predictor's once per codebook (15 times), ~6.5 GB per frame in fp32 at 0.6B. Storing the
+MatMul weights in 8 or 4 bits cuts those bytes 4x or 8x. ONNX Runtime's `MatMulNBits` keeps the
+activations in fp32 and dequantizes block by block inside the kernel; `accuracy_level` 4 lets it
+quantize the activation row to int8 per block and use integer dot products, about 2x faster than
+fp32 compute on this CPU class (docs/benchmarks.md).
+
+Only the MatMuls whose right-hand side is a weight are quantized; the graph's inputs, outputs,
+KV cache, embedding tables (Gather), norms and the in-graph sampling stay fp32, so the engine
+contract does not change and the same runtime code runs every precision. Weights that the
+exporter shares between MatMuls (the predictor reuses its layers for all 15 codebook steps) stay
+shared after quantization.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from runtime.contract import WEIGHT_ONLY_BITS
+
+# 128 weights per scale: the probe on this machine class (shared/docs/performance-anchors.md) found
+# int4 blocks of 32/128/256 at 31/26/24 ms per frame; 128 keeps four times finer scales than 256
+# for 10% more time. Symmetric blocks need no zero points (fewer bytes, one less operation).
+BLOCK_SIZE = 128
+ACCURACY_LEVEL = 4  # int8 activations inside the kernel; accuracy 0 (fp32 compute) was ~2x slower
+
+
+@dataclass
+class QuantizeReport:
+    matmuls: int  # MatMul nodes rewritten to MatMulNBits
+    weights: int  # distinct weight tensors quantized
+    bytes_before: int  # graph + external data
+    bytes_after: int
+
+
+def graph_bytes(path: Path) -> int:
+    data = path.with_name(path.name + ".data")
+    return path.stat().st_size + (data.stat().st_size if data.exists() else 0)
+
+
+def _fold_weight_transposes(model) -> int:
+    """Give every weight MatMul a plain initializer as its right-hand side. The quantizer rewrites
+    only MatMuls whose right-hand side is an initializer; the exporter's constant folding leaves
+    the transposes of large weights in place (the 0.6B predictor's, shared by its 15 steps), and
+    the predictor picks each step's output head out of one stacked [15, V, H] tensor with a Gather
+    at a constant index. ONNX Runtime folds both at load time for fp32; here they are folded in the
+    file so the quantizer sees the weights."""
+    import numpy as np
+    from onnx import numpy_helper
+
+    inits = {i.name: i for i in model.graph.initializer}
+    folded = []
+    for node in list(model.graph.node):  # in order: a Gather's output may feed a Transpose
+        if not node.input or node.input[0] not in inits:
+            continue
+        attrs = {a.name: a for a in node.attribute}
+        if node.op_type == "Transpose":
+            perm = list(attrs["perm"].ints) if "perm" in attrs else None
+            value = numpy_helper.to_array(inits[node.input[0]]).transpose(perm)
+        elif node.op_type == "Gather" and len(node.input) == 2 and node.input[1] in inits:
+            axis = attrs["axis"].i if "axis" in attrs else 0
+            index = numpy_helper.to_array(inits[node.input[1]])
+            value = np.take(numpy_helper.to_array(inits[node.input[0]]), index, axis=axis)
+            if value.ndim != 2:  # only whole weight matrices; embedding lookups stay Gathers
+                continue
+        else:
+            continue
+        init = numpy_helper.from_array(np.ascontiguousarray(value), node.output[0])
+        model.graph.initializer.append(init)
+        inits[init.name] = init
+        folded.append(node)
+    for node in folded:
+        model.graph.node.remove(node)
+    _gemms_as_matmuls(model, inits)
+    used = {name for n in model.graph.node for name in n.input} | {o.name for o in model.graph.output}
+    for init in [i for i in model.graph.initializer if i.name not in used]:
+        model.graph.initializer.remove(init)  # weights read only through a folded node
+    return len(folded)
+
+
+def _gemms_as_matmuls(model, inits: dict) -> None:
+    """`Gemm(a, W, transB=1)` (how the exporter writes the predictor's output heads) becomes
+    `MatMul(a, W^T)` (+ `Add(c)`): the quantizer rewrites MatMuls only."""
+    import numpy as np
+    from onnx import helper, numpy_helper
+
+    for index, node in reversed(list(enumerate(model.graph.node))):
+        if node.op_type != "Gemm" or node.input[1] not in inits:
+            continue
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        if attrs.get("transA", 0) or attrs.get("alpha", 1.0) != 1.0 or attrs.get("beta", 1.0) != 1.0:
+            continue
+        weight = numpy_helper.to_array(inits[node.input[1]])
+        if attrs.get("transB", 0):
+            weight = np.ascontiguousarray(weight.T)
+        name = node.input[1] + "_kn"
+        model.graph.initializer.append(numpy_helper.from_array(weight, name))
+        inits[name] = model.graph.initializer[-1]
+        has_bias = len(node.input) > 2 and node.input[2]
+        product = node.output[0] + "_matmul" if has_bias else node.output[0]
+        new = [helper.make_node("MatMul", [node.input[0], name], [product], name=node.name + "_matmul")]
+        if has_bias:
+            new.append(helper.make_node("Add", [product, node.input[2]], [node.output[0]], name=node.name + "_bias"))
+        model.graph.node.remove(node)
+        for offset, n in enumerate(new):
+            model.graph.node.insert(index + offset, n)
+
+
+def _quantizer_class():
+    """ONNX Runtime's quantizer, imported without its side effect: the module calls
+    `logging.basicConfig(level=INFO)`, after which every library's INFO lines (thousands from the
+    ONNX optimizer) reach the build's output. The root logger is put back as it was."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    return MatMulNBitsQuantizer
+
+
+def quantize_graph(src: str | os.PathLike, dst: str | os.PathLike, precision: str,
+                   block_size: int = BLOCK_SIZE) -> QuantizeReport:
+    """Write `dst` (+ `dst.data`): `src` with its weight MatMuls as `MatMulNBits` of `precision`'s bits.
+    `dst` may equal `src`; it is replaced only once the quantized graph is written whole."""
+    import onnx
+
+    MatMulNBitsQuantizer = _quantizer_class()
+    if precision not in WEIGHT_ONLY_BITS:
+        raise ValueError(f"weight-only precision must be one of {', '.join(WEIGHT_ONLY_BITS)}, not {precision!r}")
+    src, dst = Path(src), Path(dst)
+    before = graph_bytes(src)
+    model = onnx.load(str(src))  # with its external data
+    _fold_weight_transposes(model)
+    quant_log = logging.getLogger("onnxruntime.quantization.matmul_nbits_quantizer")
+    level = quant_log.level
+    quant_log.setLevel(logging.WARNING)  # it logs one INFO line per node it skips (thousands)
+    try:
+        quantizer = MatMulNBitsQuantizer(model, bits=WEIGHT_ONLY_BITS[precision], block_size=block_size,
+                                         is_symmetric=True, accuracy_level=ACCURACY_LEVEL)
+        quantizer.process()
+    finally:
+        quant_log.setLevel(level)
+    out = quantizer.model.model
+    nodes = [n for n in out.graph.node if n.op_type == "MatMulNBits"]
+    # Written beside dst under a temporary name, then moved over it: a failed write leaves the
+    # old graph whole. The external data file keeps the final name the graph refers to.
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=dst.parent) as tmp:
+        staged = Path(tmp) / dst.name
+        onnx.save_model(out, str(staged), save_as_external_data=True, all_tensors_to_one_file=True,
+                        location=dst.name + ".data", size_threshold=1024)
+        data = staged.with_name(dst.name + ".data")
+        shutil.copymode(staged, data)  # onnx writes the data file private (0600); keep the graph's mode
+        os.replace(data, dst.with_name(dst.name + ".data"))
+        os.replace(staged, dst)
+    return QuantizeReport(matmuls=len(nodes), weights=len({n.input[1] for n in nodes}),
+                          bytes_before=before, bytes_after=graph_bytes(dst))

@@ -1,0 +1,108 @@
+"""build.sh --precision int8|int4 on the tiny checkpoint: weight-only graphs that ONNX Runtime runs
+behind the same contract, a manifest that says so, and clear refusals where they cannot run.
+How close they stay to fp32 is the quality gate's job (test_quality_gate.py, real 0.6B shapes)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+
+from export import build as build_mod
+from export.quality_gate import teacher_forced
+from runtime.backends import open_backend
+from runtime.contract import EngineLimits
+from runtime.errors import BackendUnavailableError, EngineMismatchError
+from runtime.manifest import check_manifest, load_manifest
+from runtime.prompt import Voice
+from runtime.stream import Synthesizer
+
+from test_build_onnx import LIMITS, TEXT
+
+
+@pytest.fixture(scope="module")
+def int_builds(tiny_build, tmp_path_factory):
+    """int8 and int4 builds quantized from the session's fp32 build, at build.sh's layout."""
+    fp32_dir, _ = tiny_build
+    root = tmp_path_factory.mktemp("int-builds")
+    out = {}
+    for precision in ("int8", "int4"):
+        out[precision] = root / precision / "cpu" / fp32_dir.name
+        build_mod.quantize_build(fp32_dir, out[precision], precision, log=lambda *_: None)
+    return out
+
+
+@pytest.mark.parametrize("precision", ["int8", "int4"])
+def test_weight_only_graphs_replace_every_weight_matmul(int_builds, tiny_build, precision):
+    fp32_dir, fp32_manifest = tiny_build
+    out = int_builds[precision]
+    manifest = load_manifest(out)
+    assert manifest["limits"]["precision"] == precision
+    assert manifest["contract"] == fp32_manifest["contract"]  # same inputs and outputs, all float32
+    for graph in build_mod.QUANTIZED_GRAPHS:
+        q = manifest["engines"][graph]["quantized"]
+        assert q["bits"] == int(precision[3:]) and q["matmuls"] > 0
+        model = onnx.load(str(out / f"{graph}.onnx"), load_external_data=False)
+        weights = {i.name for i in model.graph.initializer}
+        ops = [n for n in model.graph.node]
+        assert sum(n.op_type == "MatMulNBits" for n in ops) == q["matmuls"]
+        # no fp32 MatMul with a weight is left behind
+        assert not [n.name for n in ops if n.op_type == "MatMul" and n.input[1] in weights]
+    # the predictor's weights shrink by about the bit ratio (its embedding tables stay fp32)
+    fp32_bytes = manifest["engines"]["predictor"]["quantized"]["fp32_bytes"]
+    assert build_mod.quantize.graph_bytes(out / "predictor.onnx") < fp32_bytes
+    assert manifest["engines"]["codec"].get("quantized") is None  # the codec stays fp32
+
+
+def test_build_sh_int4_writes_what_quantize_build_wrote(int_builds, tiny_custom_voice):
+    """build(precision=int4) into the folder quantize_build filled reuses every graph: the two
+    paths agree on what an int4 build is, file for file."""
+    out = int_builds["int4"]
+    before = json.loads((out / "manifest.json").read_text())
+    lines = []
+    limits = EngineLimits(**{**LIMITS.to_dict(), "precision": "int4"})
+    manifest = build_mod.build(str(tiny_custom_voice), out.parent.parent, limits, log=lines.append)
+    assert sum("unchanged, reused" in line for line in lines) == 4, lines
+    for graph, entry in manifest["engines"].items():
+        assert entry["files"] == before["engines"][graph]["files"]
+        assert "ONNX Runtime only" in entry["not_built_reason"] or "TensorRT" in entry["not_built_reason"]
+
+
+@pytest.mark.parametrize("precision", ["int8", "int4"])
+def test_onnx_runtime_speaks_a_weight_only_build(int_builds, tiny_build, tiny_custom_voice, precision):
+    synth = Synthesizer.open(tiny_custom_voice, int_builds[precision], backend="onnx")
+    assert synth.backend.limits.precision == precision
+    pcm = np.concatenate([c.samples for c in synth.stream(TEXT, Voice(speaker="ryan", language="english"))])
+    assert pcm.size > 0 and np.isfinite(pcm).all() and np.abs(pcm).max() <= 1.0
+    # Teacher-forced against fp32: the talker's logits are close (the tiny predictor is 32 wide,
+    # too narrow to say much about agreement: the gate measures that at real shapes).
+    ref = open_backend("onnx", tiny_custom_voice, tiny_build[0])
+    prompt = synth.prompts.build(TEXT, Voice(speaker="ryan", language="english"))
+    figures = teacher_forced(ref, synth.backend, prompt, frames=20).summary()
+    assert figures["frames"] == 20
+    assert 0 < figures["logits_rel_err_mean"] < (0.05 if precision == "int8" else 0.3), figures
+
+
+def test_weight_only_builds_are_refused_where_they_cannot_run(int_builds, tiny_custom_voice):
+    out = int_builds["int4"]
+    with pytest.raises(BackendUnavailableError, match="--backend onnx"):
+        open_backend("torch", tiny_custom_voice, out)
+    manifest = load_manifest(out)
+    config = Synthesizer.open(tiny_custom_voice, out, backend="onnx").config
+    with pytest.raises(EngineMismatchError, match="ONNX Runtime \\(CPU\\) only.*--precision bf16"):
+        check_manifest(manifest, config, gpu={"name": "any"}, tensorrt="10.16", need_engines=True)
+    limits = EngineLimits(**{**LIMITS.to_dict(), "precision": "int8"})
+    with pytest.raises(build_mod.BuildError, match="TensorRT engines need --precision bf16, fp16 or fp32"):
+        build_mod.build(str(tiny_custom_voice), out.parent.parent, limits, require_trt=True, log=lambda *_: None)
+    with pytest.raises(build_mod.BuildError, match="quantize an fp32 build"):
+        build_mod.quantize_build(out, out.parent / "again", "int8", log=lambda *_: None)
+
+
+def test_build_sh_refuses_an_unknown_precision(capsys):
+    with pytest.raises(SystemExit):
+        build_mod.parse_args(["m", "--precision", "int3"])
+    assert "invalid choice" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="codec precision"):
+        EngineLimits(codec_precision="int4")
