@@ -299,6 +299,8 @@ def _add_serve_command(sub) -> None:
     p.add_argument("--port", type=_int_at_least(1), default=8000, help="HTTP port")
     p.add_argument("--voice-dir", help="a folder of NAME.voice files, offered as voice \"NAME\"")
     p.add_argument("--replicas", type=_int_at_least(1), default=1, help="engines (one per GPU in production)")
+    p.add_argument("--max-replicas-per-node", type=_int_at_least(0), default=0,
+                   help="at most this many replicas on one node (1 spreads them over the machines; 0: no limit)")
     p.add_argument("--num-cpus", type=float, default=1.0, help="CPU cores Ray reserves per replica (may be fractional)")
     p.add_argument("--num-gpus", type=float, default=0.0, help="GPUs per replica (1 for TensorRT engines)")
     p.add_argument("--threads", type=_int_at_least(1), default=1, help="OMP_NUM_THREADS of each replica")
@@ -325,7 +327,8 @@ def _serve(args) -> int:
     if args.voice_dir and not Path(args.voice_dir).is_dir():
         raise UsageError(f"voice folder {args.voice_dir} does not exist")
     config = ServeConfig(model=args.model, build_dir=args.build_dir, backend=args.backend, fallback=args.fallback,
-                         voice_dir=args.voice_dir, replicas=args.replicas, num_cpus=args.num_cpus,
+                         voice_dir=args.voice_dir, replicas=args.replicas,
+                         max_replicas_per_node=args.max_replicas_per_node, num_cpus=args.num_cpus,
                          num_gpus=args.num_gpus, threads=args.threads)
     return run_local(config, args.host, args.port, address=args.address, metrics_port=args.metrics_port)
 

@@ -18,6 +18,7 @@ import time
 from fastapi import FastAPI, Request, WebSocket
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
+import ray
 from pydantic import ValidationError
 from ray import serve
 from starlette.websockets import WebSocketDisconnect, WebSocketState
@@ -122,6 +123,7 @@ class SpeechServer:
         self.voices = VoiceBook(config.model, config.build_dir, config.backend, config.voice_dir)
         self.metrics = ServeMetrics()
         self.metrics.set_live(0)
+        self.node_id = ray.get_runtime_context().get_node_id()  # which machine answered (/health)
 
     def check_health(self):
         """Ray's own health check: a replica whose engine cannot run any more is replaced."""
@@ -133,6 +135,7 @@ class SpeechServer:
     async def health(self):
         e = self.engine
         return {"status": "ready", "model": self.config.served_model, "backend": e.synth.backend_name,
+                "node_id": self.node_id,
                 "capacity": e.capacity, "live_streams": e.live, "waiting": e.waiting,
                 "streams_served": self.metrics.served, "streams_cancelled": self.metrics.cancelled,
                 "last_cancelled": self.metrics.last_cancelled, "rss_mb": _rss_mb()}

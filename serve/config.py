@@ -24,6 +24,7 @@ class ServeConfig:
     voice_dir: str | None = None  # NAME.voice files offered as `voice: "NAME"`
     model_id: str | None = None  # the name clients pass as `model` (default: the checkpoint folder's name)
     replicas: int = 1
+    max_replicas_per_node: int = 0  # 0: no limit; 1 spreads replicas over the nodes (one engine per machine)
     num_cpus: float = 1.0  # per replica; fractional on a small machine
     num_gpus: float = 0.0  # 1 per replica in production: one engine per GPU
     threads: int = 1  # OMP_NUM_THREADS of each replica: replicas must not oversubscribe the cores
@@ -72,7 +73,9 @@ class ServeConfig:
         # not installed (a checkout on every node): its root goes first on the replica's path.
         root = str(Path(__file__).resolve().parent.parent)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
+        spread = {"max_replicas_per_node": self.max_replicas_per_node} if self.max_replicas_per_node else {}
         return dict(
+            **spread,
             num_replicas=self.replicas,
             max_ongoing_requests=self.max_ongoing_requests,
             max_queued_requests=self.max_queued,
