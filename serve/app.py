@@ -99,7 +99,7 @@ async def _refuse(ws: WebSocket, exc: RequestError, code: int) -> None:
         await ws.send_json({"type": "error", "error": exc.body()["error"]})
     except Exception:  # noqa: BLE001  (the client is gone: nothing to tell)
         pass
-    await _close(ws, code, exc.message[:120])
+    await _close(ws, code, exc.message.encode()[:120].decode(errors="ignore"))  # a close reason holds 123 bytes
 
 
 async def _close(ws: WebSocket, code: int, reason: str = "") -> None:
@@ -319,7 +319,7 @@ class SpeechServer:
     async def _read_text(self, ws: WebSocket, texts: asyncio.Queue):
         """Client messages until the socket closes: text goes to the stream; returns why it stopped
         (a WebSocketDisconnect, or a RequestError for a message that breaks the protocol)."""
-        chars, done = 0, False
+        chars, done, spoken = 0, False, False
         while True:
             message = await ws.receive()
             if message["type"] == "websocket.disconnect":
@@ -340,7 +340,10 @@ class SpeechServer:
                                           "takes at most that; start another", "text", "input_too_long")
                     if text:
                         texts.put_nowait(text)
+                        spoken = spoken or bool(text.strip())
                 elif kind == "input.done":
+                    if not spoken:
+                        raise bad_request("input.done before any text: nothing to say", "text", "empty_input")
                     if not done:
                         done = True
                         texts.put_nowait(None)
@@ -361,7 +364,7 @@ class SpeechServer:
                     first = False
                 await ws.send_bytes(pcm_bytes(chunk.samples))
         except PromptError as exc:  # e.g. the text was empty after all
-            raise bad_request(str(exc), "text") from None
+            raise bad_request(str(exc), "text", "invalid_request") from None
         finally:
             await stream.aclose()
         m = stream.metrics

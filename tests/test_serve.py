@@ -256,7 +256,9 @@ def test_openai_client_raises_on_a_refused_request(server):
     ([{"type": "session.config", "voice": VOICE}, {"type": "input.text", "text": "x" * (MAX_INPUT + 1)}],
      "input_too_long"),
     ([{"type": "session.config", "voice": VOICE}, {"type": "input.speak"}], None),
-], ids=["malformed", "unknown voice", "format", "oversize", "unknown message"])
+    ([{"type": "session.config", "voice": VOICE}, {"type": "input.text", "text": "  "}, {"type": "input.done"}],
+     "empty_input"),
+], ids=["malformed", "unknown voice", "format", "oversize", "unknown message", "empty text"])
 async def test_websocket_refusals_say_why_and_close_1008(server, messages, code):
     async with websockets.connect(server["ws"]) as ws:
         for m in messages:
@@ -287,6 +289,17 @@ def test_back_to_back_requests_leave_memory_flat(http):
     run(200)
     after = http.get("/health").json()
     assert after["rss_mb"] - before < 25, (before, after["rss_mb"])
+
+
+def test_underruns_are_chunks_sent_after_the_audio_before_them_ran_out():
+    from serve.metrics import PlaybackClock
+
+    clock = PlaybackClock()
+    clock.sent(0.08, now=10.0)  # playback starts: 80 ms of audio
+    clock.sent(0.16, now=10.05)  # in time (50 ms < 80 ms played)
+    clock.sent(0.32, now=10.30)  # 300 ms > 240 ms sent before it: the listener heard silence
+    clock.sent(0.80, now=10.50)  # 500 ms < 560 ms: in time again
+    assert clock.underruns == 1
 
 
 def test_app_builder_args_become_a_config():
