@@ -126,9 +126,9 @@ class SpeechServer:
         self.node_id = ray.get_runtime_context().get_node_id()  # which machine answered (/health)
 
     def check_health(self):
-        """Ray's own health check: a replica whose engine cannot run any more is replaced."""
-        if self.engine is None:
-            raise RuntimeError("engine not loaded")
+        """Ray's own health check (every 10 s): a replica that answers is healthy; one whose
+        process died or whose event loop hangs past the timeout is replaced. Readiness needs no
+        check: the constructor returns only once the engines are warm."""
 
     # -- plain routes ----------------------------------------------------------------------------
     @api.get("/health")
@@ -243,7 +243,9 @@ class SpeechServer:
 
     def _done(self, endpoint: str, stream: SpeechStream, *, underruns: int = 0) -> None:
         """Accounting of a stream whose slot is free again (SpeechStream.on_release)."""
-        self.metrics.finished(endpoint, stream.metrics, error=stream.error is not None, underruns=underruns)
+        refused = isinstance(stream.error, PromptError)  # counted in rejected_total{reason="bad_request"}
+        self.metrics.finished(endpoint, stream.metrics, error=stream.error is not None and not refused,
+                              refused=refused, underruns=underruns)
         self.metrics.set_live(self.engine.live)
 
     # -- WebSocket /v1/audio/speech/stream -----------------------------------------------------------

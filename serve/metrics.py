@@ -69,8 +69,11 @@ class ServeMetrics:
     def reject(self, endpoint: str, reason: str) -> None:
         self.rejected.inc(tags={"endpoint": endpoint, "reason": reason})
 
-    def finished(self, endpoint: str, metrics, *, error: bool = False, underruns: int = 0) -> None:
+    def finished(self, endpoint: str, metrics, *, error: bool = False, refused: bool = False,
+                 underruns: int = 0) -> None:
         """One stream has given its slot back; `metrics` is its UtteranceMetrics (None if it made nothing)."""
+        if refused:  # the engine's own checks refused the request as it started: a 4xx, not a stream
+            return
         end = "error" if error else (metrics.end_reason if metrics is not None else "cancelled")
         self.served += 1
         self.streams.inc(tags={"endpoint": endpoint, "end": end})
