@@ -4,9 +4,7 @@ checkpoint on ONNX Runtime, and spoken to only with real clients: the `openai` p
 build, same seed), which is what the CLI's `say` runs."""
 
 import asyncio
-import io
 import json
-import os
 import socket
 import time
 
@@ -38,21 +36,22 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def server(tiny_custom_voice, tiny_build):
     """One Ray cluster and one replica for the whole file (starting them takes most of its time)."""
-    # Ray 2.60 turns token auth on for a cluster ray.init() starts and writes ~/.ray/auth_token;
-    # a throwaway test cluster on this machine needs neither.
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     from serve import ServeConfig
     from serve.local import start, stop
 
     port, metrics_port = _free_port(), _free_port()
     config = ServeConfig(model=str(tiny_custom_voice), build_dir=str(tiny_build[0]), backend="onnx",
                          num_cpus=0.5, max_input_chars=MAX_INPUT, wait_s=1.0)
-    try:
-        start(config, "127.0.0.1", port, metrics_port=metrics_port)
-        yield {"url": f"http://127.0.0.1:{port}", "ws": f"ws://127.0.0.1:{port}/v1/audio/speech/stream",
-               "model": config.served_model, "metrics": f"http://127.0.0.1:{metrics_port}/metrics"}
-    finally:
-        stop()
+    with pytest.MonkeyPatch.context() as env:
+        # Ray 2.60 turns token auth on for a cluster ray.init() starts and writes ~/.ray/auth_token;
+        # a throwaway test cluster on this machine needs neither.
+        env.setenv("RAY_AUTH_MODE", "disabled")
+        try:
+            start(config, "127.0.0.1", port, metrics_port=metrics_port)
+            yield {"url": f"http://127.0.0.1:{port}", "ws": f"ws://127.0.0.1:{port}/v1/audio/speech/stream",
+                   "model": config.served_model, "metrics": f"http://127.0.0.1:{metrics_port}/metrics"}
+        finally:
+            stop()
 
 
 @pytest.fixture(scope="module")

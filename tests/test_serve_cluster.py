@@ -7,7 +7,6 @@ first (Ray's RAY_SERVE_PROXY_PREFER_LOCAL_NODE_ROUTING). On one machine the kern
 new connection to one of the proxies, so every request here opens a connection of its own, as
 clients spread over two machines would."""
 
-import os
 import socket
 
 import pytest
@@ -18,8 +17,8 @@ httpx = pytest.importorskip("httpx")
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 
-def test_two_nodes_serve_streams_from_replicas_on_both(tiny_custom_voice, tiny_build):
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a throwaway cluster: no token file in the home folder
+def test_two_nodes_serve_streams_from_replicas_on_both(tiny_custom_voice, tiny_build, monkeypatch):
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")  # a throwaway cluster: no token file in the home folder
     from ray.cluster_utils import Cluster
 
     from serve import ServeConfig
