@@ -4,7 +4,7 @@ fields, and the WebSocket session's first message. Unknown fields are refused, s
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 FORMATS = ("pcm", "wav")  # what the body can be while it streams; mp3/opus/aac/flac would need an encoder
 
@@ -12,10 +12,10 @@ FORMATS = ("pcm", "wav")  # what the body can be while it streams; mp3/opus/aac/
 class VoiceFields(BaseModel):
     """Who speaks, and the sampling settings: shared by both endpoints."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     model: str | None = None
-    voice: str | None = None
+    voice: str | None = Field(default=None, validation_alias=AliasChoices("voice", "speaker"))  # SGLang-Omni's alias
     language: str | None = None
     instructions: str | None = None
     task_type: str | None = None

@@ -99,7 +99,8 @@ def test_openai_client_streams_a_wav_equal_to_the_synthesizer(server, synth, tmp
 
 
 def test_pcm_is_raw_int16_equal_to_the_synthesizer(http, synth):
-    body = {"model": "tiny-custom_voice-float32", "input": TEXT, "voice": "Ryan", "response_format": "pcm",
+    # SGLang-Omni's `speaker` for `voice`, capitalized as in vLLM-Omni's examples
+    body = {"model": "tiny-custom_voice-float32", "input": TEXT, "speaker": "Ryan", "response_format": "pcm",
             "greedy": True, "max_new_tokens": 60}
     chunks = []
     with http.stream("POST", "/v1/audio/speech", json=body) as r:
