@@ -322,8 +322,16 @@ class SpeechServer:
         """Client messages until the socket closes: text goes to the stream; returns why it stopped
         (a WebSocketDisconnect, or a RequestError for a message that breaks the protocol)."""
         chars, done, spoken = 0, False, False
+        idle = self.config.text_idle_s
         while True:
-            message = await ws.receive()
+            try:
+                # Until input.done, a client that goes quiet would hold the slot for ever.
+                message = await (ws.receive() if done else asyncio.wait_for(ws.receive(), idle))
+            except asyncio.TimeoutError:
+                texts.put_nowait(None)
+                return RequestError(408, f"no text for {idle:g} s before input.done: the stream was ended to free "
+                                    "its slot (send input.done when the text is complete)", param="type",
+                                    code="text_timeout")
             if message["type"] == "websocket.disconnect":
                 texts.put_nowait(None)
                 return WebSocketDisconnect(message.get("code", 1000))

@@ -33,6 +33,7 @@ class ServeConfig:
     wait_s: float = 1.0  # ... this long, before HTTP 503 / WebSocket 1013
     max_queued: int = 16  # requests Ray itself queues when every replica is at max_ongoing_requests (then 503)
     max_input_chars: int = StreamOptions.max_text_chars
+    text_idle_s: float = 30.0  # a WebSocket that sends no text this long before input.done is closed
     warmup: bool = True
     env: dict = field(default_factory=dict)  # more environment variables for the replicas
 

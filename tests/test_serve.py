@@ -24,6 +24,7 @@ TEXT = "Hello there! The server streams this sentence."
 LONG = " ".join(["This sentence keeps the engine busy for a while, frame after frame."] * 6)
 VOICE = "ryan"
 MAX_INPUT = 3000  # the server's limit here, so an oversize request stays small
+TEXT_IDLE = 6.0  # seconds a WebSocket may send no text before input.done (30 by default)
 pytestmark = pytest.mark.timeout(300)
 
 
@@ -41,7 +42,7 @@ def server(tiny_custom_voice, tiny_build):
 
     port, metrics_port = _free_port(), _free_port()
     config = ServeConfig(model=str(tiny_custom_voice), build_dir=str(tiny_build[0]), backend="onnx",
-                         num_cpus=0.5, max_input_chars=MAX_INPUT, wait_s=1.0)
+                         num_cpus=0.5, max_input_chars=MAX_INPUT, wait_s=1.0, text_idle_s=TEXT_IDLE)
     with pytest.MonkeyPatch.context() as env:
         # Ray 2.60 turns token auth on for a cluster ray.init() starts and writes ~/.ray/auth_token;
         # a throwaway test cluster on this machine needs neither.
@@ -205,6 +206,18 @@ async def test_busy_replica_refuses_with_503_and_close_1013(server, http):
         assert any(isinstance(m, str) and json.loads(m)["type"] == "session.done" for m in await _drain(holder))
     r = http.post("/v1/audio/speech", json={"input": TEXT, "voice": VOICE, "max_new_tokens": 20})
     assert r.status_code == 200 and len(r.content) > 44
+
+
+async def test_a_quiet_websocket_is_closed_and_its_slot_freed(server, http):
+    async with websockets.connect(server["ws"]) as ws:
+        await ws.send(json.dumps({"type": "session.config", "voice": VOICE, "greedy": True, "max_new_tokens": 30}))
+        await ws.send(json.dumps({"type": "input.text", "text": "Hello there, "}))
+        messages = await _drain(ws)  # then nothing more: the server gives up after TEXT_IDLE seconds
+        assert ws.close_code == 1008
+    error = next(json.loads(m) for m in messages if isinstance(m, str) and json.loads(m)["type"] == "error")
+    assert error["error"]["code"] == "text_timeout"
+    assert http.get("/health").json()["live_streams"] == 0
+    assert http.post("/v1/audio/speech", json={"input": "Fine.", "voice": VOICE, "max_new_tokens": 10}).status_code == 200
 
 
 # -- bad requests --------------------------------------------------------------------------------------
