@@ -50,7 +50,8 @@ def server(tiny_custom_voice, tiny_build):
         try:
             start(config, "127.0.0.1", port, metrics_port=metrics_port)
             yield {"url": f"http://127.0.0.1:{port}", "ws": f"ws://127.0.0.1:{port}/v1/audio/speech/stream",
-                   "model": config.served_model, "metrics": f"http://127.0.0.1:{metrics_port}/metrics"}
+                   "model": config.served_model, "metrics": f"http://127.0.0.1:{metrics_port}/metrics",
+                   "checkpoint": str(tiny_custom_voice), "build": str(tiny_build[0])}
         finally:
             stop()
 
@@ -83,7 +84,7 @@ def _idle(http, cancelled_before: int) -> dict:
 
 
 # -- OpenAI speech API -----------------------------------------------------------------------------
-def test_openai_client_streams_a_wav_equal_to_the_synthesizer(server, synth, tmp_path):
+def test_openai_client_streams_a_wav_equal_to_the_synthesizer_and_the_cli(server, synth, tmp_path):
     client = openai.OpenAI(base_url=server["url"] + "/v1", api_key="unused", max_retries=0)
     out = tmp_path / "speech.wav"
     with client.audio.speech.with_streaming_response.create(
@@ -97,6 +98,18 @@ def test_openai_client_streams_a_wav_equal_to_the_synthesizer(server, synth, tmp
     expected = _reference(synth, seed=7)
     assert len(expected) > 0
     np.testing.assert_array_equal(audio, expected)
+    # ... and the CLI's file for the same text, voice and seed, to the last of its 16 bits: the CLI
+    # hands float samples to libsndfile, whose float -> int16 is floor(x * 32768) (measured with
+    # soundfile 0.13 / libsndfile 1.2.2), where the runtime's to_pcm16, which the server's PCM16
+    # and the reference above use, is round(x * 32767).
+    from runtime.cli import main
+
+    cli_wav = tmp_path / "cli.wav"
+    assert main(["say", TEXT, "--speaker", VOICE, "--seed", "7", "--max-new-tokens", "60", "-q", "--no-warmup",
+                 "-m", server["checkpoint"], "--build-dir", server["build"], "--backend", "onnx", "-o", str(cli_wav)]) == 0
+    cli = sf.read(cli_wav, dtype="int16")[0]
+    assert cli.shape == audio.shape
+    assert np.abs(cli.astype(np.int32) - audio).max() <= 1
 
 
 def test_pcm_is_raw_int16_equal_to_the_synthesizer(http, synth):
