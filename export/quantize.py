@@ -45,7 +45,7 @@ def graph_bytes(path: Path) -> int:
     return path.stat().st_size + (data.stat().st_size if data.exists() else 0)
 
 
-def _fold_weight_transposes(model) -> int:
+def _expose_weights(model) -> int:
     """Give every weight MatMul a plain initializer as its right-hand side. The quantizer rewrites
     only MatMuls whose right-hand side is an initializer; the exporter's constant folding leaves
     the transposes of large weights in place (the 0.6B predictor's, shared by its 15 steps), and
@@ -127,7 +127,7 @@ def _quantizer_class():
 
 
 def quantize_graph(src: str | os.PathLike, dst: str | os.PathLike, precision: str,
-                   block_size: int = BLOCK_SIZE) -> QuantizeReport:
+                   block_size: int = BLOCK_SIZE, symmetric: bool = True) -> QuantizeReport:
     """Write `dst` (+ `dst.data`): `src` with its weight MatMuls as `MatMulNBits` of `precision`'s bits.
     `dst` may equal `src`; it is replaced only once the quantized graph is written whole."""
     import onnx
@@ -138,13 +138,13 @@ def quantize_graph(src: str | os.PathLike, dst: str | os.PathLike, precision: st
     src, dst = Path(src), Path(dst)
     before = graph_bytes(src)
     model = onnx.load(str(src))  # with its external data
-    _fold_weight_transposes(model)
+    _expose_weights(model)
     quant_log = logging.getLogger("onnxruntime.quantization.matmul_nbits_quantizer")
     level = quant_log.level
     quant_log.setLevel(logging.WARNING)  # it logs one INFO line per node it skips (thousands)
     try:
         quantizer = MatMulNBitsQuantizer(model, bits=WEIGHT_ONLY_BITS[precision], block_size=block_size,
-                                         is_symmetric=True, accuracy_level=ACCURACY_LEVEL)
+                                         is_symmetric=symmetric, accuracy_level=ACCURACY_LEVEL)
         quantizer.process()
     finally:
         quant_log.setLevel(level)
