@@ -306,6 +306,9 @@ def _add_serve_command(sub) -> None:
     p.add_argument("--threads", type=_int_at_least(1), default=1, help="OMP_NUM_THREADS of each replica")
     p.add_argument("--metrics-port", type=_int_at_least(1),
                    help="serve this node's Prometheus metrics here (Ray picks a port if not given)")
+    p.add_argument("--haproxy", action="store_true",
+                   help="Ray Serve's HAProxy mode instead of its Python proxy (less added latency; for the cluster "
+                        "this command starts; on a cluster of your own, set RAY_SERVE_ENABLE_HA_PROXY=1 for `ray start`)")
     p.add_argument("--address", help="join this Ray cluster (\"auto\": the one `ray start` runs here) instead of "
                                      "starting one")
     p.set_defaults(func=_serve)
@@ -330,7 +333,11 @@ def _serve(args) -> int:
                          voice_dir=args.voice_dir, replicas=args.replicas,
                          max_replicas_per_node=args.max_replicas_per_node, num_cpus=args.num_cpus,
                          num_gpus=args.num_gpus, threads=args.threads)
-    return run_local(config, args.host, args.port, address=args.address, metrics_port=args.metrics_port)
+    if args.haproxy and args.address:
+        raise UsageError("--haproxy applies to the cluster this command starts; on a cluster of your own, set "
+                         "RAY_SERVE_ENABLE_HA_PROXY=1 in the environment of `ray start` on every node")
+    return run_local(config, args.host, args.port, address=args.address, metrics_port=args.metrics_port,
+                     haproxy=args.haproxy)
 
 
 def _params(synth, args, seed=None):

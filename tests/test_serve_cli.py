@@ -1,7 +1,8 @@
 """`qwen3-tts-trt serve` as a user starts it: a subprocess with its own Ray on this machine,
 serving the tiny Base checkpoint on 127.0.0.1. Voices are cloned from reference audio sent with
 the request (vLLM-Omni's `ref_audio` + `ref_text`) and taken from the voice folder by name; the
-audio equals a `Synthesizer` speaking the same voice in this process. Ctrl-C stops the server."""
+audio equals a `Synthesizer` speaking the same voice in this process. It runs with `--haproxy`
+(Serve's HAProxy in place of its Python proxy). Ctrl-C stops the server."""
 
 import base64
 import os
@@ -44,7 +45,8 @@ def base_server(tiny_base, tiny_base_build, tmp_path_factory):
     log = open(work / "serve.log", "w+")
     proc = subprocess.Popen(
         [sys.executable, "-m", "runtime.cli", "serve", "-m", str(tiny_base), "--build-dir", str(build),
-         "--backend", "onnx", "--port", str(port), "--num-cpus", "0.5", "--voice-dir", str(voices)],
+         "--backend", "onnx", "--port", str(port), "--num-cpus", "0.5", "--voice-dir", str(voices),
+         "--haproxy"],  # Serve's HAProxy mode here; tests/test_serve.py runs the default Python proxy
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
