@@ -2,7 +2,7 @@
 this process, then through the server over HTTP (`pcm`) and over the WebSocket, one at a time.
 
     python -m serve.bench -m checkpoints/tiny-custom-voice --build-dir builds/cpu/tiny-custom-voice \
-        --backend onnx --runs 30 --json out/serve-bench.json
+        --backend onnx --runs 30 --json out/serve-bench.json [--haproxy]
 
 The server runs in Ray on this machine (one replica, started here, stopped at the end). Times are
 taken where a client sees them: from sending the request (the WebSocket: the message with the
@@ -110,18 +110,19 @@ def main(argv=None) -> int:
     ap.add_argument("--backend", default="auto")
     ap.add_argument("--runs", type=int, default=30)
     ap.add_argument("--max-new-tokens", type=int, default=60, help="per request (keeps each run short)")
+    ap.add_argument("--haproxy", action="store_true", help="Serve's HAProxy mode instead of its Python proxy")
     ap.add_argument("--json", help="write the report here")
     args = ap.parse_args(argv)
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a throwaway cluster on this machine
     from . import ServeConfig
     from .local import start, stop
 
-    report = {"direct": _summary(direct(args))}
+    report = {"direct": _summary(direct(args)), "proxy": "haproxy" if args.haproxy else "python"}
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     start(ServeConfig(model=args.model, build_dir=args.build_dir, backend=args.backend, num_cpus=0.5),
-          "127.0.0.1", port)
+          "127.0.0.1", port, haproxy=args.haproxy)
     try:
         url = f"http://127.0.0.1:{port}"
         over_http(url, argparse.Namespace(**{**vars(args), "runs": 3}))  # the connection and the proxy warm up
