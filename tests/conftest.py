@@ -113,3 +113,5 @@ def pytest_collection_modifyitems(config, items):
         module = getattr(item, "module", None)
         if module is not None and any(hasattr(module, n) for n in ("load_official", "OfficialRun")):
             item.add_marker(pytest.mark.official)
+        if module is not None and module.__name__.rsplit(".", 1)[-1].startswith("test_serve"):
+            item.add_marker(pytest.mark.serve)
