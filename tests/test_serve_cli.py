@@ -25,7 +25,9 @@ from test_voice import REF_TEXT, write_wav  # noqa: E402
 
 TEXT = "A cloned voice speaks through the server."
 ROOT = Path(__file__).resolve().parent.parent
-pytestmark = pytest.mark.timeout(300)
+# `slow`: a `qwen3-tts-trt serve` process of its own starts Ray again (~1.5 min for the file), so
+# it runs in CI's slow step; the default run keeps test_serve.py (every route, in-process Ray).
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 
 @pytest.fixture(scope="module")
