@@ -540,6 +540,10 @@ def main(argv=None) -> int:
         raise Interrupted()
 
     previous = signal.signal(signal.SIGTERM, on_sigterm)
+    # Ctrl-C is ignored during the clean-up after an interrupt; put it back on the way out, or a
+    # caller of main() in-process (tests, an embedding program) and the children it starts, which
+    # inherit an ignored SIGINT, could no longer be interrupted.
+    previous_int = signal.getsignal(signal.SIGINT)
     try:
         return args.func(args)
     except KeyboardInterrupt as stop:
@@ -554,6 +558,8 @@ def main(argv=None) -> int:
         return 2
     finally:
         signal.signal(signal.SIGTERM, previous)
+        if previous_int is not None:
+            signal.signal(signal.SIGINT, previous_int)
 
 
 if __name__ == "__main__":

@@ -387,8 +387,11 @@ def test_cli_interrupt_leaves_a_valid_wav(say_args, tmp_path, sig, status):
     wav = tmp_path / "long.wav"
     text = "This is a long sentence that keeps the model busy for a while. " * 60
     env = dict(os.environ, PYTHONPATH=str(ROOT))
+    # The child gets Ctrl-C's default disposition, as from a terminal: an ignored SIGINT in this
+    # process (left by anything it ran before) would be inherited and make the child deaf to it.
     proc = subprocess.Popen([sys.executable, "-m", "runtime.cli", "say", text, *map(str, say_args), "-o", str(wav)],
-                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         _wait_for_audio(tmp_path, proc)
         proc.send_signal(sig)
