@@ -212,17 +212,13 @@ def build(source: str, out_root: Path, limits: EngineLimits, *, require_trt=Fals
             res.op_problems = check_model(path).problems  # before quantizing: MatMulNBits is ONNX Runtime's own
             quant = None
             if quantized:
-                t1 = time.time()
                 progress.set_postfix_str(f"{graph}: quantizing to {limits.precision}")
-                report = quantize.quantize_graph(path, path, limits.precision)
-                quant = _quant_entry(report, limits.precision)
-                log(f"      {graph}: {report.matmuls} MatMuls to {limits.precision} in {time.time() - t1:.1f} s, "
-                    f"{report.bytes_before / 1e6:.0f} -> {report.bytes_after / 1e6:.0f} MB")
+                quant = _quantize_logged(graph, path, path, limits.precision, log)
                 _check_graph(path)
             if quantized and parity:
                 # Quantized weights differ from the checkpoint by design; their measure is the
                 # quality gate (tests/test_quality_gate.py, docs/benchmarks.md), not a max-abs limit.
-                res.parity_note = f"{limits.precision} weights: see the quality gate"
+                res.parity_note = _quantized_parity_note(limits.precision)
             elif parity and limits.precision != "bf16" and limits.codec_precision != "bf16":
                 progress.set_postfix_str(f"{graph}: comparing with PyTorch")
                 res.parity, res.parity_limit = ort_parity(modules[graph], specs[graph], path), parity_limit(graph, limits)
@@ -246,7 +242,7 @@ def build(source: str, out_root: Path, limits: EngineLimits, *, require_trt=Fals
     log("[4/6] TensorRT engines")
     if not can_trt or weight_only:
         why = (trt_why if trt_ver is None else "no NVIDIA GPU is visible") if not can_trt else \
-            f"{limits.precision} weight-only graphs run on ONNX Runtime only (TensorRT: --precision bf16, fp16 or fp32)"
+            _weight_only_reason(limits.precision)
         for res, _ in results:
             res.engine_note = f"not built: {why}"
             entries[res.name]["not_built_reason"] = why
@@ -298,10 +294,23 @@ def _graph_key(key_base: dict, graph: str, quantized: bool) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _quant_entry(report: "quantize.QuantizeReport", precision: str) -> dict:
+def _quantize_logged(graph: str, src: Path, dst: Path, precision: str, log) -> dict:
+    """Quantize one graph, log what it did, and return its manifest entry's `quantized` record."""
+    t0 = time.time()
+    report = quantize.quantize_graph(src, dst, precision)
+    log(f"      {graph}: {report.matmuls} MatMuls to {precision} in {time.time() - t0:.1f} s, "
+        f"{report.bytes_before / 1e6:.0f} -> {report.bytes_after / 1e6:.0f} MB")
     return dict(bits=WEIGHT_ONLY_BITS[precision], block_size=quantize.BLOCK_SIZE, symmetric=True,
                 accuracy_level=quantize.ACCURACY_LEVEL, matmuls=report.matmuls, weights=report.weights,
                 fp32_bytes=report.bytes_before)
+
+
+def _quantized_parity_note(precision: str) -> str:
+    return f"{precision} weights: see the quality gate"
+
+
+def _weight_only_reason(precision: str) -> str:
+    return f"{precision} weight-only graphs run on ONNX Runtime only (TensorRT: --precision bf16, fp16 or fp32)"
 
 
 def quantize_build(fp32_dir: Path, out_dir: Path, precision: str, log=print) -> dict:
@@ -326,18 +335,14 @@ def quantize_build(fp32_dir: Path, out_dir: Path, precision: str, log=print) -> 
             raise BuildError(f"{fp32_dir}: {graph} was exported by other code or versions; rebuild it first")
         path = out_dir / entry["onnx"]
         if graph in QUANTIZED_GRAPHS:
-            t0 = time.time()
-            report = quantize.quantize_graph(fp32_dir / entry["onnx"], path, precision)
-            entry.update(quantized=_quant_entry(report, precision), parity_max_abs=None, parity_limit=None,
-                         parity_note=f"{precision} weights: see the quality gate")
-            log(f"      {graph}: {report.matmuls} MatMuls to {precision} in {time.time() - t0:.1f} s, "
-                f"{report.bytes_before / 1e6:.0f} -> {report.bytes_after / 1e6:.0f} MB")
+            entry.update(quantized=_quantize_logged(graph, fp32_dir / entry["onnx"], path, precision, log),
+                         parity_max_abs=None, parity_limit=None, parity_note=_quantized_parity_note(precision))
         else:
             for f in _files(fp32_dir / entry["onnx"]):
                 shutil.copyfile(f, out_dir / f.name)
         entry.update(key=_graph_key(key_base, graph, graph in QUANTIZED_GRAPHS), files=_file_hashes(path),
                      sizes={p.name: p.stat().st_size for p in _files(path)}, engine=None,
-                     not_built_reason=f"{precision} weight-only graphs run on ONNX Runtime only")
+                     not_built_reason=_weight_only_reason(precision))
     manifest["built_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=1))
     return manifest
