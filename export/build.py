@@ -1,6 +1,6 @@
 """What build.sh runs: checkpoint -> ONNX graphs -> checks -> TensorRT engines -> manifest.
 
-    build.sh MODEL [--precision fp32|fp16|bf16|int8|int4] [--max-context N] [--require-trt] ...
+    build.sh MODEL [--precision fp32|fp16|bf16|int8|int4] [--max-context N] [--max-batch N] [--require-trt] ...
 
 Stages, each reported as it runs: resolve the checkpoint, pick builds/<gpu-slug>/<model>/,
 refuse a folder that holds another model's or GPU's build, check free disk, export each graph
@@ -129,15 +129,16 @@ def _file_hashes(path: Path) -> dict[str, str]:
     return {p.name: _sha256(p) for p in _files(path)}
 
 
-def ort_parity(module: torch.nn.Module, spec, path: Path) -> float:
-    """Max |ONNX Runtime - PyTorch| over every output, at two shape settings inside the profile."""
+def ort_parity(module: torch.nn.Module, spec, path: Path, max_batch: int = 1) -> float:
+    """Max |ONNX Runtime - PyTorch| over every output, at two shape settings inside the profile (the
+    second with several rows where the graph has a batch axis)."""
     import numpy as np
 
     from runtime.backends.onnx_backend import ort_session
 
     sess = ort_session(path)
     worst = 0.0
-    for sizes in (dict(B=1, S=7, P=9, T=1, N=24000, frames=0), dict(B=1, S=2, P=3, T=4, N=37123, frames=5)):
+    for sizes in (dict(B=1, S=7, P=9, T=1, N=24000, frames=0), dict(B=min(3, max_batch), S=2, P=3, T=4, N=37123, frames=5)):
         args = onnx_graphs.example_inputs(spec, sizes)
         with torch.inference_mode():
             expected = module(*args)
@@ -221,7 +222,7 @@ def build(source: str, out_root: Path, limits: EngineLimits, *, require_trt=Fals
                 res.parity_note = _quantized_parity_note(limits.precision)
             elif parity and limits.precision != "bf16" and limits.codec_precision != "bf16":
                 progress.set_postfix_str(f"{graph}: comparing with PyTorch")
-                res.parity, res.parity_limit = ort_parity(modules[graph], specs[graph], path), parity_limit(graph, limits)
+                res.parity, res.parity_limit = ort_parity(modules[graph], specs[graph], path, dim_ranges(limits, graph)["B"][2]), parity_limit(graph, limits)
                 if res.parity_limit is not None and not res.parity <= res.parity_limit:
                     raise BuildError(f"{graph}: ONNX Runtime differs from PyTorch by {res.parity:.1e}, more than the "
                                      f"{res.parity_limit:.0e} this graph is allowed: the exported graph is not "
@@ -252,7 +253,6 @@ def build(source: str, out_root: Path, limits: EngineLimits, *, require_trt=Fals
     else:
         from .trt_build import build_engine
 
-        ranges = dim_ranges(limits)
         for res, prev in results:
             engine_path = out_dir / f"{res.name}.engine"
             entry = entries[res.name]
@@ -261,7 +261,8 @@ def build(source: str, out_root: Path, limits: EngineLimits, *, require_trt=Fals
                              engine_bytes=engine_path.stat().st_size)
                 res.engine = "reused"
                 continue
-            build_engine(out_dir / entry["onnx"], engine_path, specs[res.name], ranges, out_dir.parent / "timing.cache",
+            build_engine(out_dir / entry["onnx"], engine_path, specs[res.name], dim_ranges(limits, res.name),
+                         out_dir.parent / "timing.cache",
                          opt_level=opt_level, log=log)
             entry.update(engine=engine_path.name, engine_sha256=_sha256(engine_path), engine_key=entry["key"],
                          engine_bytes=engine_path.stat().st_size)
@@ -416,6 +417,8 @@ def parse_args(argv=None):
     ap.add_argument("--max-context", type=int, default=2048, help="talker positions (prompt + frames)")
     ap.add_argument("--max-prompt", type=int, default=512, help="prefill positions")
     ap.add_argument("--max-chunk", type=int, default=10, help="codec frames per call")
+    ap.add_argument("--max-batch", type=int, default=1,
+                    help="streams one engine serves at once (the step loop's KV rows; `serve --streams`)")
     ap.add_argument("--opt-level", type=int, default=3, choices=range(6), help="TensorRT builder optimization level")
     ap.add_argument("--require-trt", action="store_true", help="fail unless TensorRT engines were built")
     ap.add_argument("--skip-parity", action="store_true", help="skip the ONNX Runtime vs PyTorch comparison")
@@ -427,7 +430,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     try:
         limits = EngineLimits(max_context=args.max_context, max_prompt=args.max_prompt, max_chunk=args.max_chunk,
-                              precision=args.precision, codec_precision=args.codec_precision,
+                              max_batch=args.max_batch, precision=args.precision, codec_precision=args.codec_precision,
                               chunk_ramp=tuple(c for c in EngineLimits().chunk_ramp if c <= args.max_chunk))
         build(args.model, Path(args.out), limits, require_trt=args.require_trt, force=args.force,
               parity=not args.skip_parity, opt_level=args.opt_level)

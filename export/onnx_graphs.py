@@ -76,12 +76,19 @@ def example_inputs(spec: EngineSpec, sizes: dict[str, int]) -> tuple[torch.Tenso
 EXPORT_SIZES = {"B": 1, "S": 5, "P": 4, "T": 3, "N": 37123, "frames": 0}
 
 
+def export_sizes(name: str, limits: EngineLimits) -> dict[str, int]:
+    """Example sizes to trace `name` with: a dynamic batch axis needs an example of 2 (an axis traced
+    at 1 is specialised to 1)."""
+    return dict(EXPORT_SIZES, B=2) if dim_ranges(limits, name)["B"][2] > 1 else EXPORT_SIZES
+
+
 def _dynamic_shapes(spec: EngineSpec, limits: EngineLimits, module: torch.nn.Module):
-    ranges = dim_ranges(limits)
+    ranges = dim_ranges(limits, spec.name)
     dims = {}
-    for sym in ("S", "P", "T", "N"):
+    for sym in ("B", "S", "P", "T", "N"):
         lo, _, hi = ranges[sym]
-        dims[sym] = torch.export.Dim(sym, min=lo, max=hi)
+        if hi > lo:
+            dims[sym] = torch.export.Dim(sym, min=lo, max=hi)
     shapes = []
     for t in spec.inputs:
         axes = {i: dims[d] for i, d in enumerate(t.shape) if isinstance(d, str) and d in dims}
@@ -131,7 +138,7 @@ def export_engine(name: str, module: torch.nn.Module, spec: EngineSpec, limits: 
     path.parent.mkdir(parents=True, exist_ok=True)
     # The exporter logs one warning per torchvision op it cannot register; torchvision is not used.
     logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
-    args = example_inputs(spec, EXPORT_SIZES)
+    args = example_inputs(spec, export_sizes(name, limits))
     sink = io.StringIO()
     with warnings.catch_warnings(), contextlib.redirect_stdout(sink), torch.inference_mode(False), torch.no_grad():
         warnings.simplefilter("ignore")

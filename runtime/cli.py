@@ -304,6 +304,8 @@ def _add_serve_command(sub) -> None:
     p.add_argument("--num-cpus", type=float, default=1.0, help="CPU cores Ray reserves per replica (may be fractional)")
     p.add_argument("--num-gpus", type=float, default=0.0, help="GPUs per replica (1 for TensorRT engines)")
     p.add_argument("--threads", type=_int_at_least(1), default=1, help="OMP_NUM_THREADS of each replica")
+    p.add_argument("--streams", type=_int_at_least(1),
+                   help="streams each replica runs at once, in shared engine calls (default: the build's --max-batch)")
     p.add_argument("--metrics-port", type=_int_at_least(1),
                    help="serve this node's Prometheus metrics here (Ray picks a port if not given)")
     p.add_argument("--haproxy", action="store_true",
@@ -332,7 +334,7 @@ def _serve(args) -> int:
     config = ServeConfig(model=args.model, build_dir=args.build_dir, backend=args.backend, fallback=args.fallback,
                          voice_dir=args.voice_dir, replicas=args.replicas,
                          max_replicas_per_node=args.max_replicas_per_node, num_cpus=args.num_cpus,
-                         num_gpus=args.num_gpus, threads=args.threads)
+                         num_gpus=args.num_gpus, threads=args.threads, capacity=args.streams or 0)
     if args.haproxy and args.address:
         raise UsageError("--haproxy applies to the cluster this command starts; on a cluster of your own, set "
                          "RAY_SERVE_ENABLE_HA_PROXY=1 in the environment of `ray start` on every node")

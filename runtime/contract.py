@@ -3,7 +3,10 @@
 Export writes graphs from it, every backend checks against it, and the build manifest records
 it. Shapes use symbols for the dynamic axes; `EngineLimits` bounds them:
 
-    B  batch (streams served by one call; 1 for now)   S  prompt positions (prefill)
+    B  batch: streams served by one call. Dynamic (1..max_batch) in the two per-frame graphs,
+       talker_decode and predictor (`BATCHED_ENGINES`); the prefill and the codec run one
+       stream per call (prompts differ in length, codec chunks in size), so their B is 1.
+                                                          S  prompt positions (prefill)
     P  past positions (decode)                           T  codec frames per chunk
     N  reference audio samples at 24 kHz (voice encoders, Base checkpoints only)
 
@@ -35,6 +38,8 @@ TALKER_DECODE = "talker_decode"
 PREDICTOR = "predictor"
 CODEC = "codec"
 ENGINES = (TALKER_PREFILL, TALKER_DECODE, PREDICTOR, CODEC)
+# The graphs a step over several streams runs with B > 1 (runtime/scheduler.py).
+BATCHED_ENGINES = (TALKER_DECODE, PREDICTOR)
 # Run once per voice, not per frame (runtime/voice.py); Base checkpoints only; always fp32.
 SPEAKER_ENCODER = "speaker_encoder"
 CODEC_ENCODER = "codec_encoder"
@@ -88,6 +93,8 @@ class EngineLimits:
             raise ValueError(f"codec precision must be one of {', '.join(ACTIVATION_DTYPES)}")
         if not 1 <= self.max_prompt < self.max_context:
             raise ValueError("need 1 <= max_prompt < max_context")
+        if not 1 <= self.max_batch <= 256:
+            raise ValueError("max_batch must be in 1..256")
         if max(self.chunk_ramp) > self.max_chunk:
             raise ValueError("chunk_ramp exceeds max_chunk")
 
@@ -164,12 +171,15 @@ def engine_specs(cfg: ModelConfig, limits: EngineLimits) -> dict[str, EngineSpec
     return specs
 
 
-def dim_ranges(limits: EngineLimits) -> dict[str, tuple[int, int, int]]:
-    """(min, opt, max) of every symbolic axis: what TensorRT optimization profiles use."""
+def dim_ranges(limits: EngineLimits, engine: str | None = None) -> dict[str, tuple[int, int, int]]:
+    """(min, opt, max) of every symbolic axis of `engine` (any engine when None): what the export's
+    dynamic axes and TensorRT's optimization profiles use. B is dynamic only in the batched graphs,
+    where a step reads whole KV rows: P then reaches the context (`KVSlots.rows_prefix`)."""
+    batched = limits.max_batch > 1 and (engine is None or engine in BATCHED_ENGINES)
     return {
-        "B": (1, 1, limits.max_batch),
+        "B": (1, min(4, limits.max_batch), limits.max_batch) if batched else (1, 1, 1),
         "S": (1, min(64, limits.max_prompt), limits.max_prompt),
-        "P": (1, min(256, limits.max_context - 1), limits.max_context - 1),
+        "P": (1, min(256, limits.max_context - 1), limits.max_context - (0 if batched else 1)),
         "T": (1, min(4, limits.max_chunk), limits.max_chunk),
         "N": (int(limits.min_ref_seconds * REF_SAMPLE_RATE), int(min(10, limits.max_ref_seconds) * REF_SAMPLE_RATE),
               int(limits.max_ref_seconds * REF_SAMPLE_RATE)),

@@ -35,6 +35,7 @@ from .embed import Embedder
 from .errors import PromptError
 from .prompt import ASSISTANT_SUFFIX_LEN, ROLE_LEN, Prompt, PromptBuilder, Voice
 from .sampling import SamplingParams
+from .scheduler import StepLoop
 from .text import TextTokenizer
 from .text_split import split_text
 from .text_stream import LivePrompt, TextInput
@@ -104,13 +105,18 @@ class UtteranceMetrics:
 
 
 class Synthesizer:
-    def __init__(self, backend: Backend, model_dir: str | Path, options: StreamOptions = StreamOptions(),
+    """One stream at a time: `stream`, `stream_text` and their async forms. For concurrent streams
+    on the same engines, one synthesizer per stream: `sibling()` makes another on the same step
+    loop, which runs all their frames in shared engine calls (runtime/scheduler.py)."""
+
+    def __init__(self, backend: Backend | StepLoop, model_dir: str | Path, options: StreamOptions = StreamOptions(),
                  embedder: Embedder | None = None):
-        self.config = backend.config
+        self.steps = backend if isinstance(backend, StepLoop) else StepLoop(backend)
+        self.backend = self.steps.client()  # this synthesizer's KV row and codec state
+        self.config = self.backend.config
         self.options = options
-        self.backend = backend
         self.loop = FrameLoop(self.backend)
-        model_dir = resolve_checkpoint(model_dir)
+        model_dir = self.model_dir = resolve_checkpoint(model_dir)
         self.embedder = embedder or Embedder.from_checkpoint(model_dir, self.config)
         self.prompts = PromptBuilder(self.config, TextTokenizer(model_dir), self.embedder)
         self.sample_rate = self.config.codec.sample_rate
@@ -128,6 +134,16 @@ class Synthesizer:
         """`backend="auto"` runs the best backend the build supports; a build that cannot run here
         is an error unless `fallback=True` (then the reason is logged and kept in the metrics)."""
         return cls(open_backend(backend, checkpoint, build_dir, device=device, fallback=fallback), checkpoint, options)
+
+    def sibling(self) -> "Synthesizer":
+        """Another synthesizer on the same engines and step loop, for one more concurrent stream (it
+        takes one of the build's `--max-batch` KV rows until `close()`)."""
+        return Synthesizer(self.steps, self.model_dir, self.options, embedder=self.embedder)
+
+    def close(self) -> None:
+        """Give this synthesizer's KV row back to the step loop (the engines stay open)."""
+        self.cancel()
+        self.backend.close()
 
     @property
     def backend_name(self) -> str:
@@ -516,6 +532,7 @@ class Synthesizer:
                 raise
             finally:
                 source.close()
+                backend.end_stream()  # the step loop stops waiting for this stream's steps
                 self._feed = None
                 if live is not None:
                     live.cancel()  # a pump still pushing text stops

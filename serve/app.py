@@ -14,6 +14,7 @@ annotations, and WebSocket routes answer HTTP 403 (measured with Ray 2.60).
 import asyncio
 import json
 import time
+from dataclasses import asdict
 
 from fastapi import FastAPI, Request, WebSocket
 from fastapi.exceptions import RequestValidationError
@@ -138,7 +139,8 @@ class SpeechServer:
                 "node_id": self.node_id,
                 "capacity": e.capacity, "live_streams": e.live, "waiting": e.waiting,
                 "streams_served": self.metrics.served, "streams_cancelled": self.metrics.cancelled,
-                "last_cancelled": self.metrics.last_cancelled, "rss_mb": _rss_mb()}
+                "last_cancelled": self.metrics.last_cancelled, "rss_mb": _rss_mb(),
+                "step_loop": asdict(e.synth.steps.stats)}
 
     @api.get("/v1/voices")
     async def voices(self):

@@ -28,7 +28,7 @@ class ServeConfig:
     num_cpus: float = 1.0  # per replica; fractional on a small machine
     num_gpus: float = 0.0  # 1 per replica in production: one engine per GPU
     threads: int = 1  # OMP_NUM_THREADS of each replica: replicas must not oversubscribe the cores
-    capacity: int = 1  # streams one engine runs at once (1 until the step loop)
+    capacity: int = 0  # streams one engine runs at once (its step loop); 0: the build's --max-batch
     max_waiting: int = 1  # requests that may wait inside a replica for a slot ...
     wait_s: float = 1.0  # ... this long, before HTTP 503 / WebSocket 1013
     max_queued: int = 16  # requests Ray itself queues when every replica is at max_ongoing_requests (then 503)
@@ -97,4 +97,20 @@ class ServeConfig:
         build = self.build_dir or default_build_dir(self.model)
         build = str(Path(build).expanduser().resolve()) if build else None
         voices = str(Path(self.voice_dir).expanduser().resolve()) if self.voice_dir else None
-        return replace(self, model=model, build_dir=build, voice_dir=voices, model_id=self.served_model)
+        capacity = self.capacity or _build_rows(build)
+        return replace(self, model=model, build_dir=build, voice_dir=voices, model_id=self.served_model,
+                       capacity=capacity)
+
+
+def _build_rows(build_dir: str | None) -> int:
+    """The streams a build's engines run at once (`build.sh --max-batch`): 1 for no build or an
+    unreadable one (the replica then reports the build's own problem)."""
+    from runtime.errors import Qwen3TTSError
+    from runtime.manifest import load_manifest
+
+    if not build_dir:
+        return 1
+    try:
+        return int(load_manifest(build_dir)["limits"].get("max_batch", 1))
+    except (Qwen3TTSError, KeyError, TypeError, ValueError):
+        return 1

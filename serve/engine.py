@@ -1,15 +1,15 @@
 """The one seam between the server and the engines: `SpeechEngine.open(...)` -> `SpeechStream`.
 
 A replica talks to its engine only through this class: open a stream for whole text or for text
-that is still arriving (an async iterable), iterate its PCM16 chunks, close it to cancel. The
-continuous-batching step loop (runtime/scheduler.py, issue 18 item 1) replaces what is inside,
-keeping `open`, `capacity` and `live`: more slots, the same calls.
+that is still arriving (an async iterable), iterate its PCM16 chunks, close it to cancel.
 
-Today a replica holds one `Synthesizer`, which speaks one stream at a time behind its lock and
-cancels a stream in flight when another one starts on it. So the engine admits `capacity` (1)
-streams, lets at most `max_waiting` more wait up to `wait_s` for a slot (the slot of a closed
-stream comes back within one frame, so back-to-back requests do not bounce), and refuses the rest
-with `EngineBusy`, which the server turns into HTTP 503 / WebSocket close 1013: a client or a load
+A replica holds `capacity` synthesizers on one set of engines: one per stream slot, each with
+its own KV row, all on one step loop (runtime/scheduler.py), which runs the frames of every live
+stream in shared engine calls (continuous batching: a stream joins or leaves between frames).
+`capacity` is at most the build's `--max-batch`. The engine admits `capacity` streams, lets at
+most `max_waiting` more wait up to `wait_s` for a slot (the slot of a closed stream comes back
+within one frame, so back-to-back requests do not bounce), and refuses the rest with
+`EngineBusy`, which the server turns into HTTP 503 / WebSocket close 1013: a client or a load
 balancer can retry elsewhere, where an unbounded queue would only add latency.
 """
 
@@ -42,8 +42,9 @@ class SpeechStream:
 
     _END = object()
 
-    def __init__(self, engine: "SpeechEngine", chunks: AsyncIterator[AudioChunk]):
+    def __init__(self, engine: "SpeechEngine", synth: Synthesizer, chunks: AsyncIterator[AudioChunk]):
         self._engine = engine
+        self._synth = synth
         self.metrics: UtteranceMetrics | None = None
         self.finished = False  # the engine ended the stream itself (not closed early)
         self.error: BaseException | None = None  # what ended it, when a request error or a failure did
@@ -70,8 +71,8 @@ class SpeechStream:
     def _finish(self, _task) -> None:
         # Synthesizer.astream's clean-up has stopped the frame loop and waited for the frame in
         # flight: the engine is idle, and its metrics are this stream's.
-        self.metrics = self._engine.synth.last_metrics
-        self._engine._release()
+        self.metrics = self._synth.last_metrics
+        self._engine._release(self._synth)
         self._released.set()
         self._queue.put_nowait(self._END)
         for callback in self.on_release:  # here, not after aclose(): a caller cancelled twice never gets there
@@ -102,13 +103,16 @@ class SpeechStream:
 
 
 class SpeechEngine:
-    """One replica's engine: a warmed `Synthesizer` and its stream slots."""
+    """One replica's engine: warmed synthesizers on one step loop, one per stream slot."""
 
-    def __init__(self, synth: Synthesizer, *, capacity: int = 1, max_waiting: int = 1, wait_s: float = 1.0):
-        if capacity != 1:
-            # The Synthesizer serves one stream at a time; more slots need the step loop.
-            raise ValueError("a Synthesizer serves one stream at a time: capacity must be 1 until the step loop lands")
-        self.synth = synth
+    def __init__(self, synth: Synthesizer, *, capacity: int = 0, max_waiting: int = 1, wait_s: float = 1.0):
+        rows = synth.steps.rows
+        capacity = capacity or rows  # 0: every row the build has
+        if not 1 <= capacity <= rows:
+            raise ValueError(f"capacity {capacity}: this build runs at most {rows} stream(s) at once; rebuild "
+                             f"with build.sh --max-batch {max(capacity, 1)} for more")
+        self.synth = synth  # settings and checks; also the first slot
+        self._idle = [synth] + [synth.sibling() for _ in range(capacity - 1)]
         self.capacity, self.max_waiting, self.wait_s = capacity, max_waiting, wait_s
         self.live = 0  # streams admitted and not yet closed
         self.waiting = 0
@@ -144,11 +148,18 @@ class SpeechEngine:
         """Admit a stream (or raise EngineBusy). `text` is the whole text, or an async iterable of
         fragments still being written (spoken as `Synthesizer.astream_text` speaks them)."""
         await self._admit()
-        if isinstance(text, str):
-            chunks = self.synth.astream(text, voice, params)
-        else:
-            chunks = self.synth.astream_text(text, voice, params)
-        return SpeechStream(self, chunks)
+        # the lowest KV row free: a step runs rows 0..the highest live one
+        synth = min(self._idle, key=lambda s: s.backend.row)
+        self._idle.remove(synth)
+        try:
+            if isinstance(text, str):
+                chunks = synth.astream(text, voice, params)
+            else:
+                chunks = synth.astream_text(text, voice, params)
+        except BaseException:
+            self._release(synth)
+            raise
+        return SpeechStream(self, synth, chunks)
 
     async def _admit(self) -> None:
         if self._slots.locked():
@@ -167,6 +178,7 @@ class SpeechEngine:
             await self._slots.acquire()
         self.live += 1
 
-    def _release(self) -> None:
+    def _release(self, synth: Synthesizer) -> None:
+        self._idle.append(synth)
         self.live -= 1
         self._slots.release()

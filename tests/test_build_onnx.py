@@ -26,7 +26,8 @@ from runtime.prompt import Voice
 from runtime.reference import Reference
 from runtime.sampling import SamplingParams
 
-LIMITS = EngineLimits(max_context=256, max_prompt=128, max_chunk=10)
+# max_batch 16: the tests' builds carry the step loop's batched graphs (tests/test_scheduler.py)
+LIMITS = EngineLimits(max_context=256, max_prompt=128, max_chunk=10, max_batch=16)
 TEXT = "Hello world, this is a streaming test of the voice runtime."
 
 
@@ -162,13 +163,17 @@ def test_rebuild_reuses_unchanged_graphs(tiny_build, tiny_custom_voice):
 
 def test_trt_profiles_cover_the_contract(tiny_custom_voice):
     specs = engine_specs(load_networks(tiny_custom_voice).config, LIMITS)
-    ranges = dim_ranges(LIMITS)
-    decode = profile_shapes(specs["talker_decode"], ranges)
-    assert decode["past_key_0"][0][1] == 1 and decode["past_key_0"][2][1] == LIMITS.max_context - 1
-    assert "positions" not in decode and "inputs_embeds" not in decode  # static inputs need no profile
-    prefill = profile_shapes(specs["talker_prefill"], ranges)
-    assert prefill["inputs_embeds"][2][1] == LIMITS.max_prompt
-    codec = profile_shapes(specs["codec"], ranges)
+    decode = profile_shapes(specs["talker_decode"], dim_ranges(LIMITS, "talker_decode"))
+    # a step over several streams reads whole KV rows: up to the context; rows 1..max_batch
+    assert decode["past_key_0"][0][:2] == (1, 1) and decode["past_key_0"][2][:2] == (16, LIMITS.max_context)
+    assert decode["positions"] == ((1,), (4,), (16,)) and decode["inputs_embeds"][2][0] == 16
+    predictor = profile_shapes(specs["predictor"], dim_ranges(LIMITS, "predictor"))
+    assert predictor["noise"][2][0] == 16 and predictor["code0"] == ((1,), (4,), (16,))
+    prefill = profile_shapes(specs["talker_prefill"], dim_ranges(LIMITS, "talker_prefill"))
+    assert prefill["inputs_embeds"][2][:2] == (1, LIMITS.max_prompt)  # one stream per prefill
+    one = profile_shapes(specs["talker_decode"], dim_ranges(EngineLimits(max_context=256, max_prompt=128), "talker_decode"))
+    assert one["past_key_0"][2][:2] == (1, 255) and "positions" not in one  # batch 1: static rows, the prefix only
+    codec = profile_shapes(specs["codec"], dim_ranges(LIMITS, "codec"))
     assert codec["codes"] == ((1, 16, 1), (1, 16, 4), (1, 16, LIMITS.max_chunk))
     for shapes in (decode, prefill, codec):
         for lo, opt, hi in shapes.values():

@@ -4,6 +4,7 @@ checkpoint on ONNX Runtime, and spoken to only with real clients: the `openai` p
 build, same seed), which is what the CLI's `say` runs."""
 
 import asyncio
+import contextlib
 import json
 import socket
 import time
@@ -19,12 +20,14 @@ sf = pytest.importorskip("soundfile")
 
 from runtime.prompt import Voice  # noqa: E402
 from runtime.stream import StreamOptions, Synthesizer  # noqa: E402
+from test_build_onnx import LIMITS  # noqa: E402
 
 TEXT = "Hello there! The server streams this sentence."
 LONG = " ".join(["This sentence keeps the engine busy for a while, frame after frame."] * 6)
 VOICE = "ryan"
 MAX_INPUT = 3000  # the server's limit here, so an oversize request stays small
 TEXT_IDLE = 6.0  # seconds a WebSocket may send no text before input.done (30 by default)
+SLOTS = LIMITS.max_batch  # streams the replica runs at once: every KV row of the tests' build
 pytestmark = pytest.mark.timeout(300)
 
 
@@ -42,7 +45,8 @@ def server(tiny_custom_voice, tiny_build):
 
     port, metrics_port = _free_port(), _free_port()
     config = ServeConfig(model=str(tiny_custom_voice), build_dir=str(tiny_build[0]), backend="onnx",
-                         num_cpus=0.5, max_input_chars=MAX_INPUT, wait_s=1.0, text_idle_s=TEXT_IDLE)
+                         num_cpus=0.5, max_input_chars=MAX_INPUT, wait_s=1.0, text_idle_s=TEXT_IDLE,
+                         capacity=SLOTS)
     with pytest.MonkeyPatch.context() as env:
         # Ray 2.60 turns token auth on for a cluster ray.init() starts and writes ~/.ray/auth_token;
         # a throwaway test cluster on this machine needs neither.
@@ -202,21 +206,56 @@ async def test_websocket_close_frees_the_engine_and_the_next_stream_is_whole(ser
     np.testing.assert_array_equal(audio, expected)
 
 
+async def test_sixteen_concurrent_streams_each_equal_their_solo_audio(server, http, synth):
+    """SLOTS requests at once on one replica: its step loop runs their frames in shared engine
+    calls (streams joining and leaving at different frames), and each stream's audio equals the
+    same request spoken alone, greedy and sampled."""
+    def body(i):
+        return {"input": f"Caller {i}: {TEXT}", "voice": VOICE, "response_format": "pcm",
+                "max_new_tokens": 12 + 3 * (i % 5), **({"greedy": True} if i % 2 == 0 else {"seed": 40 + i})}
+
+    before = http.get("/health").json()["step_loop"]
+    async with httpx.AsyncClient(base_url=server["url"], timeout=120) as client:
+        replies = await asyncio.gather(*(client.post("/v1/audio/speech", json=body(i)) for i in range(SLOTS)))
+    after = http.get("/health").json()["step_loop"]
+    for i, reply in enumerate(replies):
+        assert reply.status_code == 200, reply.text
+        b = body(i)
+        params = (synth.greedy_params(max_new_tokens=b["max_new_tokens"]) if i % 2 == 0
+                  else synth.default_params(max_new_tokens=b["max_new_tokens"], seed=b["seed"]))
+        alone = np.concatenate([c.samples for c in synth.stream(b["input"], Voice(speaker=VOICE), params)])
+        np.testing.assert_array_equal(np.frombuffer(reply.content, np.int16), alone, err_msg=f"stream {i}")
+    rows, calls = after["decode_rows"] - before["decode_rows"], after["decode_calls"] - before["decode_calls"]
+    assert after["max_rows"] >= 4 and rows > 1.5 * calls, (rows, calls)  # the streams shared talker steps
+
+
 async def test_busy_replica_refuses_with_503_and_close_1013(server, http):
-    """The one slot is held by a WebSocket stream waiting for more text: a further request waits
-    wait_s for it, then is refused clearly instead of queueing without end."""
-    async with websockets.connect(server["ws"]) as holder:
-        await holder.send(json.dumps({"type": "session.config", "voice": VOICE, "greedy": True,
-                                      "max_new_tokens": 30}))
-        await holder.send(json.dumps({"type": "input.text", "text": "Hello there, "}))
-        assert json.loads(await holder.recv())["type"] == "audio.start"
+    """Every slot is held by a WebSocket stream waiting for more text: a further request waits
+    wait_s for one, then is refused clearly instead of queueing without end."""
+    async def keep_talking(ws):  # a word now and then: a holder is never closed as a quiet client
+        while True:
+            await asyncio.sleep(TEXT_IDLE / 3)
+            await ws.send(json.dumps({"type": "input.text", "text": "and "}))
+
+    async with contextlib.AsyncExitStack() as stack:
+        holders = [await stack.enter_async_context(websockets.connect(server["ws"])) for _ in range(SLOTS)]
+        keepers = []
+        for holder in holders:
+            await holder.send(json.dumps({"type": "session.config", "voice": VOICE, "greedy": True,
+                                          "max_new_tokens": 30}))
+            await holder.send(json.dumps({"type": "input.text", "text": "Hello there, "}))
+            assert json.loads(await holder.recv())["type"] == "audio.start"
+            keepers.append(asyncio.ensure_future(keep_talking(holder)))
         r = await asyncio.to_thread(http.post, "/v1/audio/speech", json={"input": TEXT, "voice": VOICE})
         assert r.status_code == 503
         assert r.json()["error"]["code"] == "engine_busy" and "busy" in r.json()["error"]["message"]
         _, final, code = await _ws_speak(server["ws"], {"voice": VOICE}, [TEXT])
         assert code == 1013 and final["error"]["code"] == "engine_busy"
-        await holder.send(json.dumps({"type": "input.done"}))
-        assert any(isinstance(m, str) and json.loads(m)["type"] == "session.done" for m in await _drain(holder))
+        for keeper in keepers:
+            keeper.cancel()
+        for holder in holders:
+            await holder.send(json.dumps({"type": "input.done"}))
+            assert any(isinstance(m, str) and json.loads(m)["type"] == "session.done" for m in await _drain(holder))
     r = http.post("/v1/audio/speech", json={"input": TEXT, "voice": VOICE, "max_new_tokens": 20})
     assert r.status_code == 200 and len(r.content) > 44
 
@@ -346,7 +385,7 @@ def test_voices_models_and_health(http, server, synth):
     health = http.get("/health")
     assert health.status_code == 200
     assert health.json()["status"] == "ready" and health.json()["backend"] == "onnx"
-    assert health.json()["capacity"] == 1
+    assert health.json()["capacity"] == SLOTS
 
 
 def test_prometheus_metrics_reach_rays_metrics_port(server, http):

@@ -1,9 +1,11 @@
 """The one interface every backend implements; the frame loop and the streamer see only this.
 
 Tensors cross it as torch tensors on the backend's `device`: embeddings [1, S, H], codebook-0
-logits [1, V] float32, hidden [1, H], codes int64. The backend owns the KV slots and the codec
-state of the stream it serves. KV slots need no reset between prompts (a prefill overwrites
-positions 0..S-1 and masks the rest by position); `reset` starts a new audio stream.
+logits [1, V] float32, hidden [1, H], codes int64. The backend owns the KV slots: one row per
+stream it can serve at once (`limits.max_batch`; `decode` serves one row, `decode_rows` several).
+KV slots need no reset between prompts (a prefill overwrites positions 0..S-1 and masks the rest
+by position). Codec states are values a caller keeps per stream (`new_codec_state`, `codec_run`);
+`reset` and `codec_step` keep one on the backend for a caller that runs one stream.
 """
 
 from __future__ import annotations
@@ -19,24 +21,68 @@ from ..contract import EngineLimits
 
 
 class KVSlots:
-    """A stream's K/V slots: per layer, K and V of shape [1, L, H_kv, D] (torch tensors or numpy
-    arrays alike), listed in the contract's interleaved order (key_0, value_0, key_1, ...)."""
+    """The K/V of up to `rows` streams: per layer, K and V of shape [rows, L, H_kv, D] (torch
+    tensors or numpy arrays alike, made by `make(shape)`), listed in the contract's interleaved
+    order (key_0, value_0, key_1, ...). Row r is one stream's slot; slot index == position.
 
-    def __init__(self, make, num_layers: int):
-        self.tensors = [make() for _ in range(2 * num_layers)]
+    With one row, L is the whole context from the start and a stream reads its live prefix as a
+    contiguous view. With several rows a decode step reads rows 0..n-1 whole (`rows_prefix`: the
+    only contiguous block that holds every row's prefix; the graph masks each row by its own
+    position), so L grows in blocks with the longest live stream instead of being the context:
+    the step then reads at most a block more than the longest stream needs.
+    """
+
+    BLOCK = 64  # positions added per growth (a copy of every row, once per BLOCK steps at most)
+
+    def __init__(self, make, num_layers: int, max_len: int, heads: int, head_dim: int, rows: int = 1):
+        self.make, self.max_len = make, max_len
+        self.length = max_len if rows == 1 else min(self.BLOCK, max_len)
+        self.tensors = [make((rows, self.length, heads, head_dim)) for _ in range(2 * num_layers)]
 
     @property
     def dtype(self):
         return self.tensors[0].dtype
 
-    def views(self, start: int, stop: int) -> list:
-        """Positions start..stop-1 of every slot: contiguous views, no copy (batch 1)."""
-        return [t[:, start:stop] for t in self.tensors]
+    def views(self, start: int, stop: int, row: int = 0) -> list:
+        """Positions start..stop-1 of one row's slots: contiguous views (one row), no copy."""
+        return [t[row:row + 1, start:stop] for t in self.tensors]
 
-    def store(self, kv, start: int) -> None:
-        """Write new entries (contract order) at position `start`."""
-        for slot, new in zip(self.views(start, start + kv[0].shape[1]), kv):
+    def store(self, kv, start: int, row: int = 0) -> None:
+        """Write new entries [1, n, H, D] (contract order) at positions start..start+n-1 of `row`."""
+        self.ensure(start + kv[0].shape[1])
+        for slot, new in zip(self.views(start, start + kv[0].shape[1], row), kv):
             slot[...] = new
+
+    def rows_prefix(self, n: int) -> list:
+        """Rows 0..n-1, every position held: contiguous [n, L, H, D] views, no copy."""
+        return [t[:n] for t in self.tensors]
+
+    def store_rows(self, new, rows: list[int], positions: list[int]) -> None:
+        """Write the new entry of batch row `rows[i]` ([n, 1, H, D] per tensor) at its own position."""
+        self.ensure(max(positions) + 1)
+        for slot, entry in zip(self.tensors, new):
+            slot[rows, positions] = entry[rows, 0]
+
+    def ensure(self, length: int) -> None:
+        """Hold at least `length` positions per row (growing by whole blocks, up to the context)."""
+        if length > self.length:
+            self.resize(length)
+
+    def resize(self, length: int) -> None:
+        """Re-lay every row with room for `length` positions (rounded up to a block); the positions
+        both layouts hold are copied. Shrinking is for when the longest stream has ended."""
+        if length > self.max_len:
+            raise ValueError(f"position {length - 1} is past the context of {self.max_len}")
+        length = min(-(-length // self.BLOCK) * self.BLOCK, self.max_len)
+        if length == self.length:
+            return
+        keep = min(length, self.length)
+        fresh = []
+        for old in self.tensors:
+            t = self.make((old.shape[0], length, *old.shape[2:]))
+            t[:, :keep] = old[:, :keep]
+            fresh.append(t)
+        self.tensors, self.length = fresh, length
 
 
 class Backend(ABC):
@@ -58,27 +104,69 @@ class Backend(ABC):
         finally:
             self.engine_seconds += time.perf_counter() - t0
 
-    @abstractmethod
     def reset(self) -> None:
-        """Start a new audio stream: the codec state goes back to silence."""
+        """Start a new audio stream on this backend's own codec state (silence)."""
+        self.codec_state = self.new_codec_state()
 
     @abstractmethod
-    def prefill(self, embeds: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Run the talker over positions 0..S-1 and keep their K/V; -> (logits [1, V], hidden [1, H])."""
+    def new_codec_state(self):
+        """The codec state at the start of an audio stream (silence); one per stream."""
 
     @abstractmethod
-    def decode(self, embeds: torch.Tensor, position: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """One talker position; its K/V goes to slot `position`; -> (logits [1, V], hidden [1, H])."""
+    def prefill(self, embeds: torch.Tensor, row: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """Run the talker over positions 0..S-1 and keep their K/V in KV row `row`;
+        -> (logits [1, V], hidden [1, H])."""
+
+    @abstractmethod
+    def decode(self, embeds: torch.Tensor, position: int, row: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """One talker position of the stream in KV row `row`, reading exactly its live prefix; its
+        K/V goes to slot `position`; -> (logits [1, V], hidden [1, H])."""
+
+    @abstractmethod
+    def _decode_padded(self, embeds: torch.Tensor, positions: list[int]) -> tuple:
+        """One talker position for each of KV rows 0..n-1 (embeds [n, 1, H], one position per row),
+        reading every row whole (each masked by its own position); -> (logits [n, V], hidden [n, H],
+        new K/V [n, 1, H_kv, D] per tensor in contract order), nothing stored."""
+
+    def decode_rows(self, embeds: torch.Tensor, positions: list[int], rows: list[int]
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One talker position for several streams at once (continuous batching): stream i sits in
+        KV row rows[i] at positions[i]; -> (logits [len(rows), V], hidden [len(rows), H]).
+
+        The batch is rows 0..max(rows): rows that take no part (idle, or waiting for text) run on a
+        zero input at position 0 and their slots are not written. A lone stream takes `decode`,
+        reading exactly its prefix as a solo stream does."""
+        if len(rows) == 1:
+            return self.decode(embeds, positions[0], rows[0])
+        n = max(rows) + 1
+        self.kv.ensure(max(positions) + 1)
+        x = torch.zeros((n, *embeds.shape[1:]), dtype=embeds.dtype)
+        x[rows] = embeds
+        at = [0] * n
+        for row, position in zip(rows, positions):
+            at[row] = position
+        logits, hidden, *new = self._decode_padded(x, at)
+        self.kv.store_rows(new, rows, positions)
+        return logits[rows], hidden[rows]
 
     @abstractmethod
     def predict_frame(self, hidden: torch.Tensor, code0: torch.Tensor, noise: torch.Tensor,
                       temperature: torch.Tensor, top_k: torch.Tensor, top_p: torch.Tensor
                       ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Codebooks 1..15 of a frame -> (codes [1, 15], next talker codec input [1, H])."""
+        """Codebooks 1..15 of a frame for each row (B streams at once) -> (codes [B, 15], next talker
+        codec input [B, H])."""
 
     @abstractmethod
+    def codec_run(self, codes: torch.Tensor, state) -> tuple[torch.Tensor, object]:
+        """codes [1, 16, T] + a stream's codec state -> (PCM [1, T * samples_per_frame] float32, its next state)."""
+
     def codec_step(self, codes: torch.Tensor) -> torch.Tensor:
-        """codes [1, 16, T] -> PCM [1, T * samples_per_frame] float32, continuing the stream."""
+        """codes [1, 16, T] -> PCM, continuing the stream of this backend's own codec state."""
+        pcm, self.codec_state = self.codec_run(codes, self.codec_state)
+        return pcm
+
+    def end_stream(self) -> None:  # noqa: B027  (a hook: the step loop's clients leave the loop here)
+        """An utterance on this backend ended."""
 
     def close(self) -> None:  # noqa: B027  (optional hook: most backends free by refcount)
         """Release engines and buffers."""

@@ -1,9 +1,10 @@
 """ONNX Runtime backend: the exported graphs from a build directory, on the CPU (portable).
 
-KV slots live in numpy arrays [1, L, H_kv, D]. A decode step binds the live prefix of each slot
+KV slots live in numpy arrays [rows, L, H_kv, D]. A one-stream decode step binds the live prefix of each slot
 as its input and the slot's next position as the output of the new entry (ONNX Runtime's IO
 binding), so the engine writes K/V in place: no per-step copies or allocations per layer, which at
-28 layers were most of the host time per frame.
+28 layers were most of the host time per frame. A step over several streams binds rows 0..n-1
+whole and writes each row's new entry at its own position afterwards (one small copy per tensor).
 """
 
 from __future__ import annotations
@@ -80,40 +81,54 @@ class OnnxBackend(Backend):
                 raise EngineMismatchError(f"{path} inputs {got[:4]}... do not match the engine contract")
         t = config.talker
         act = NP_DTYPES[self.specs["talker_decode"].input("inputs_embeds").dtype]
-        shape = (1, limits.max_context, t.num_kv_heads, t.head_dim)
-        self.kv = KVSlots(lambda: np.zeros(shape, act), t.num_layers)
+        self.kv = KVSlots(lambda shape: np.zeros(shape, act), t.num_layers, limits.max_context,
+                          t.num_kv_heads, t.head_dim, rows=limits.max_batch)
         self.act = act
         self.reset()
 
-    def reset(self) -> None:
-        self.codec_state = [np.zeros([1 if d == "B" else d for d in s.shape], NP_DTYPES[s.dtype])
-                            for s in self.specs["codec"].inputs[1:]]
+    def new_codec_state(self):
+        return [np.zeros([1 if d == "B" else d for d in s.shape], NP_DTYPES[s.dtype])
+                for s in self.specs["codec"].inputs[1:]]
 
     def _run(self, name: str, arrays: list[np.ndarray]) -> list[np.ndarray]:
         feeds = dict(zip(self.specs[name].input_names, arrays))
         with self.engine_time():
             return self.sessions[name].run(None, feeds)
 
-    def prefill(self, embeds):
+    def prefill(self, embeds, row=0):
         logits, hidden, *kv = self._run("talker_prefill", [embeds.numpy().astype(self.act)])
-        self.kv.store(kv, 0)
+        self.kv.store(kv, 0, row)
         return torch.from_numpy(logits), torch.from_numpy(hidden)
 
-    def decode(self, embeds, position):
+    def _bind_step(self, embeds, positions: list[int], past: list[np.ndarray]):
         spec, session = self.specs["talker_decode"], self.sessions["talker_decode"]
         binding = session.io_binding()
         binding.bind_cpu_input("inputs_embeds", np.ascontiguousarray(embeds.numpy(), dtype=self.act))
-        binding.bind_cpu_input("positions", np.full((1,), position, np.int64))
-        for name, past in zip(spec.input_names[2:], self.kv.views(0, position)):
-            binding.bind_cpu_input(name, past)
+        binding.bind_cpu_input("positions", np.asarray(positions, np.int64))
+        for name, block in zip(spec.input_names[2:], past):
+            binding.bind_cpu_input(name, block)
         binding.bind_output("logits", "cpu")
         binding.bind_output("hidden", "cpu")
-        for name, new in zip(spec.output_names[2:], self.kv.views(position, position + 1)):
+        return spec, session, binding
+
+    def decode(self, embeds, position, row=0):
+        self.kv.ensure(position + 1)
+        spec, session, binding = self._bind_step(embeds, [position], self.kv.views(0, position, row))
+        for name, new in zip(spec.output_names[2:], self.kv.views(position, position + 1, row)):
             binding.bind_output(name, "cpu", 0, new.dtype, new.shape, new.ctypes.data)  # into the slot
         with self.engine_time():
             session.run_with_iobinding(binding)
         logits, hidden = binding.get_outputs()[:2]
         return torch.from_numpy(logits.numpy()), torch.from_numpy(hidden.numpy())
+
+    def _decode_padded(self, embeds, positions):
+        spec, session, binding = self._bind_step(embeds, positions, self.kv.rows_prefix(len(positions)))
+        for name in spec.output_names[2:]:
+            binding.bind_output(name, "cpu")
+        with self.engine_time():
+            session.run_with_iobinding(binding)
+        logits, hidden, *new = [v.numpy() for v in binding.get_outputs()]
+        return torch.from_numpy(logits), torch.from_numpy(hidden), *new
 
     def predict_frame(self, hidden, code0, noise, temperature, top_k, top_p):
         arrays = [hidden.numpy().astype(self.act), code0.numpy().astype(np.int64), noise.numpy().astype(np.float32),
@@ -122,6 +137,6 @@ class OnnxBackend(Backend):
         codes, frame_embed = self._run("predictor", arrays)
         return torch.from_numpy(codes), torch.from_numpy(frame_embed)
 
-    def codec_step(self, codes):
-        pcm, *self.codec_state = self._run("codec", [codes.numpy().astype(np.int64)] + self.codec_state)
-        return torch.from_numpy(pcm.astype(np.float32))
+    def codec_run(self, codes, state):
+        pcm, *state = self._run("codec", [codes.numpy().astype(np.int64)] + state)
+        return torch.from_numpy(pcm.astype(np.float32)), state

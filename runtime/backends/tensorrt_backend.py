@@ -2,9 +2,10 @@
 
 Kept thin on purpose: TensorRT calls only (deserialize, bind, set shapes, enqueue); buffers, KV
 slots and the codec state are torch tensors, laid out by the same contract the other backends
-use. The decode engine reads the live prefix of each KV slot (a zero-copy view, since slots are
-[1, L, H_kv, D]) and writes its new K/V straight into the slot at `position`: the output
-addresses point into the cache, so no copy follows. No GPU machine with TensorRT was available
+use. A one-stream decode reads the live prefix of its KV row (a zero-copy view: rows are
+[rows, L, H_kv, D]) and writes its new K/V straight into the row at `position`: the output
+addresses point into the cache, so no copy follows. A step over several streams reads rows
+0..n-1 whole and its new entries are copied to each row's own position. No GPU machine with TensorRT was available
 to this project's CI; see README "What was verified where".
 """
 
@@ -67,8 +68,8 @@ class TensorRTBackend(Backend):
                         for name in ENGINES}
         t = config.talker
         act = TORCH_DTYPES[self.specs["talker_decode"].input("inputs_embeds").dtype]
-        shape = (1, limits.max_context, t.num_kv_heads, t.head_dim)
-        self.kv = KVSlots(lambda: torch.zeros(shape, dtype=act, device=self.device), t.num_layers)
+        self.kv = KVSlots(lambda shape: torch.zeros(shape, dtype=act, device=self.device), t.num_layers,
+                          limits.max_context, t.num_kv_heads, t.head_dim, rows=limits.max_batch)
         self.act = act
         self.reset()
 
@@ -76,48 +77,62 @@ class TensorRTBackend(Backend):
         return torch.empty([sizes[d] if isinstance(d, str) else d for d in spec.shape],
                            dtype=TORCH_DTYPES[spec.dtype], device=self.device)
 
-    def reset(self) -> None:
-        self.codec_state = [self._empty(s, {"B": 1}).zero_() for s in self.specs["codec"].inputs[1:]]
+    def new_codec_state(self):
+        return [self._empty(s, {"B": 1}).zero_() for s in self.specs["codec"].inputs[1:]]
 
-    def _talker(self, name, inputs, start, length):
+    def _talker(self, name, inputs, new_kv, batch=1):
         spec = self.specs[name]
-        outputs = {"logits": self._empty(spec.outputs[0], {"B": 1}), "hidden": self._empty(spec.outputs[1], {"B": 1})}
-        # new K/V land in their slots directly
-        outputs.update(zip(spec.output_names[2:], self.kv.views(start, start + length)))
+        outputs = {"logits": self._empty(spec.outputs[0], {"B": batch}),
+                   "hidden": self._empty(spec.outputs[1], {"B": batch})}
+        outputs.update(zip(spec.output_names[2:], new_kv))
         with self.engine_time():
             self.engines[name].run(inputs, outputs, self.stream)
         return outputs["logits"], outputs["hidden"]
 
-    def prefill(self, embeds):
+    def prefill(self, embeds, row=0):
         x = embeds.to(self.device, self.act).contiguous()
-        return self._talker("talker_prefill", {"inputs_embeds": x}, 0, x.shape[1])
+        self.kv.ensure(x.shape[1])
+        # new K/V land in their slots directly
+        return self._talker("talker_prefill", {"inputs_embeds": x}, self.kv.views(0, x.shape[1], row))
 
-    def decode(self, embeds, position):
+    def _step_inputs(self, embeds, positions, past):
         inputs = {"inputs_embeds": embeds.to(self.device, self.act).contiguous(),
-                  "positions": torch.full((1,), position, dtype=torch.long, device=self.device)}
-        # the live prefix, no copy
-        inputs.update(zip(self.specs["talker_decode"].input_names[2:], self.kv.views(0, position)))
-        return self._talker("talker_decode", inputs, position, 1)
+                  "positions": torch.tensor(positions, dtype=torch.long, device=self.device)}
+        inputs.update(zip(self.specs["talker_decode"].input_names[2:], past))
+        return inputs
+
+    def decode(self, embeds, position, row=0):
+        self.kv.ensure(position + 1)
+        # the live prefix, no copy; the new K/V straight into its slot
+        inputs = self._step_inputs(embeds, [position], self.kv.views(0, position, row))
+        return self._talker("talker_decode", inputs, self.kv.views(position, position + 1, row))
+
+    def _decode_padded(self, embeds, positions):
+        n = len(positions)
+        inputs = self._step_inputs(embeds, positions, self.kv.rows_prefix(n))
+        spec = self.specs["talker_decode"]
+        new = [self._empty(t, {"B": n}) for t in spec.outputs[2:]]
+        logits, hidden = self._talker("talker_decode", inputs, new, batch=n)
+        return (logits, hidden, *new)
 
     def predict_frame(self, hidden, code0, noise, temperature, top_k, top_p):
         spec = self.specs["predictor"]
         values = (hidden.to(self.act), code0, noise, temperature, top_k, top_p)
         inputs = {t.name: v.to(self.device, TORCH_DTYPES[t.dtype]).contiguous() for t, v in zip(spec.inputs, values)}
-        outputs = {t.name: self._empty(t, {"B": 1}) for t in spec.outputs}
+        outputs = {t.name: self._empty(t, {"B": hidden.shape[0]}) for t in spec.outputs}
         with self.engine_time():
             self.engines["predictor"].run(inputs, outputs, self.stream)
         return outputs["codes"], outputs["frame_embed"]
 
-    def codec_step(self, codes):
+    def codec_run(self, codes, state):
         spec = self.specs["codec"]
         frames = codes.shape[-1]
         inputs = {"codes": codes.to(self.device, torch.long).contiguous()}
-        inputs.update({t.name: s for t, s in zip(spec.inputs[1:], self.codec_state)})
+        inputs.update({t.name: s for t, s in zip(spec.inputs[1:], state)})
         outputs = {"pcm": torch.empty((1, frames * self.config.codec.samples_per_frame), dtype=torch.float32,
                                       device=self.device)}
-        new_state = [torch.empty_like(s) for s in self.codec_state]
+        new_state = [torch.empty_like(s) for s in state]
         outputs.update({t.name: s for t, s in zip(spec.outputs[1:], new_state)})
         with self.engine_time():
             self.engines["codec"].run(inputs, outputs, self.stream)
-        self.codec_state = new_state
-        return outputs["pcm"]
+        return outputs["pcm"], new_state

@@ -1,7 +1,7 @@
 """PyTorch backend: the same engine modules that are exported, run eagerly (CPU or GPU).
 
-KV slots are [1, L, H_kv, D] tensors; the decode module reads the live prefix [:, :position]
-and its new slice is written at `position`, exactly as an engine backend does.
+KV slots are [rows, L, H_kv, D] tensors; the decode module reads a stream's live prefix
+[row, :position] and its new slice is written at `position`, exactly as an engine backend does.
 """
 
 from __future__ import annotations
@@ -30,32 +30,39 @@ class TorchBackend(Backend):
         self.modules = build_engine_modules(nets.talker, nets.predictor, nets.codec,
                                             limits.precision, limits.codec_precision)
         t = nets.config.talker
-        shape = (1, limits.max_context, t.num_kv_heads, t.head_dim)
         dtype = PRECISION_DTYPES[limits.precision]
-        self.kv = KVSlots(lambda: torch.zeros(shape, dtype=dtype, device=self.device), t.num_layers)
+        self.kv = KVSlots(lambda shape: torch.zeros(shape, dtype=dtype, device=self.device), t.num_layers,
+                          limits.max_context, t.num_kv_heads, t.head_dim, rows=limits.max_batch)
         self.codec = nets.codec
         self.reset()
 
-    def reset(self) -> None:
-        self.codec_state = self.codec.init_state(1, self.device)
+    def new_codec_state(self):
+        return self.codec.init_state(1, self.device)
 
     @torch.inference_mode()
-    def prefill(self, embeds):
+    def prefill(self, embeds, row=0):
         x = embeds.to(self.device, self.kv.dtype)
         with self.engine_time():
             logits, hidden, *kv = self._sync(self.modules["talker_prefill"](x))
-        self.kv.store(kv, 0)
+        self.kv.store(kv, 0, row)
         return logits, hidden
 
     @torch.inference_mode()
-    def decode(self, embeds, position):
-        past = self.kv.views(0, position)
-        pos = torch.full((1,), position, dtype=torch.long, device=self.device)
+    def decode(self, embeds, position, row=0):
+        self.kv.ensure(position + 1)
+        logits, hidden, *kv = self._step(embeds, [position], self.kv.views(0, position, row))
+        self.kv.store(kv, position, row)
+        return logits, hidden
+
+    @torch.inference_mode()
+    def _decode_padded(self, embeds, positions):
+        return self._step(embeds, positions, self.kv.rows_prefix(len(positions)))
+
+    def _step(self, embeds, positions, past):
+        pos = torch.tensor(positions, dtype=torch.long, device=self.device)
         x = embeds.to(self.device, self.kv.dtype)
         with self.engine_time():
-            logits, hidden, *kv = self._sync(self.modules["talker_decode"](x, pos, *past))
-        self.kv.store(kv, position)
-        return logits, hidden
+            return self._sync(self.modules["talker_decode"](x, pos, *past))
 
     @torch.inference_mode()
     def predict_frame(self, hidden, code0, noise, temperature, top_k, top_p):
@@ -64,11 +71,11 @@ class TorchBackend(Backend):
             return self._sync(self.modules["predictor"](*args))
 
     @torch.inference_mode()
-    def codec_step(self, codes):
+    def codec_run(self, codes, state):
         codes = codes.to(self.device)
         with self.engine_time():
-            pcm, *self.codec_state = self._sync(self.modules["codec"](codes, *self.codec_state))
-        return pcm.float()
+            pcm, *state = self._sync(self.modules["codec"](codes, *state))
+        return pcm.float(), state
 
     def _sync(self, outputs):
         if self.device.type == "cuda":  # count the GPU work, not just its launch
