@@ -187,6 +187,9 @@ def build(source: str, out_root: Path, limits: EngineLimits, *, require_trt=Fals
     if weight_only and require_trt:
         raise BuildError(f"--precision {limits.precision} makes weight-only graphs for ONNX Runtime (CPU); TensorRT "
                          "engines need --precision bf16, fp16 or fp32")
+    if require_trt and not can_trt:  # before any export: a build that cannot succeed leaves the folder as it was
+        why = trt_why if trt_ver is None else "no NVIDIA GPU is visible"
+        raise BuildError(f"--require-trt: engines were not built because {why}")
     results, entries = [], {}
     log(f"[3/6] export + checks ({len(specs)} graphs, opset {onnx_graphs.OPSET}, {limits.precision})")
     # A bar on the terminal while the graphs export (minutes each at 0.6B); tqdm hides it when

@@ -197,11 +197,14 @@ def test_unsupported_model_type(tiny_custom_voice, tmp_path, capsys):
     assert "model_type='qwen2_audio'" in capsys.readouterr().err
 
 
-def test_require_trt_fails_without_tensorrt(tiny_build, tiny_custom_voice, capsys):
+def test_require_trt_fails_without_tensorrt_and_leaves_the_build_as_it_was(tiny_build, tiny_custom_voice, capsys):
     out, _ = tiny_build
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    # other limits than the build's (max_batch 1): a build that went ahead would export again
     rc = build_mod.main([str(tiny_custom_voice), "--out", str(out.parent.parent), "--max-context", "256",
                          "--max-prompt", "128", "--require-trt"])
     assert rc == 2 and "engines were not built" in capsys.readouterr().err
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before  # nothing exported, nothing replaced
 
 
 def test_not_enough_disk(tiny_custom_voice, tmp_path, monkeypatch):

@@ -353,6 +353,27 @@ async def test_two_pipelines_sharing_one_synthesizer_never_interleave(synth):
         assert not [f for f in down[stopped:] if isinstance(f, TTSAudioRawFrame)], "audio after the turn's stop"
 
 
+async def test_two_pipelines_on_sibling_synthesizers_speak_at_once(synth):
+    """Each conversation with its own `sibling()`: both speak at the same time, their frames in
+    shared engine calls (the step loop), neither waits for the other, and each is whole."""
+    twin = synth.sibling()
+    try:
+        a = Qwen3TTSService(synthesizer=synth, settings=Qwen3TTSSettings(**{**GREEDY.given_fields(), "max_new_tokens": 60}))
+        b = Qwen3TTSService(synthesizer=twin, settings=Qwen3TTSSettings(
+            **{**GREEDY.given_fields(), "voice": "vivian", "max_new_tokens": 60}))
+        stats = synth.steps.stats
+        before = stats.decode_calls, stats.decode_rows
+        (down_a, _), (down_b, _) = await asyncio.gather(run_test(a, frames_to_send=[TTSSpeakFrame(HELLO)]),
+                                                        run_test(b, frames_to_send=[TTSSpeakFrame(HELLO)]))
+        assert audio_of(down_a) == reference_pcm(synth, HELLO, speaker="ryan", max_new_tokens=60)
+        assert audio_of(down_b) == reference_pcm(synth, HELLO, speaker="vivian", max_new_tokens=60)
+        assert a.engine_waits == b.engine_waits == 0
+        calls, rows = stats.decode_calls - before[0], stats.decode_rows - before[1]
+        assert rows > calls, (rows, calls)  # talker steps ran both streams' rows at once
+    finally:
+        twin.close()
+
+
 def test_engines_open_in_start_from_a_checkpoint(tiny_build, tiny_custom_voice):
     out, _ = tiny_build
     tts = Qwen3TTSService.from_pretrained(tiny_custom_voice, out, backend="onnx", settings=GREEDY)
