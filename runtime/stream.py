@@ -348,6 +348,8 @@ class Synthesizer:
         queue: asyncio.Queue = asyncio.Queue()
         done, left = object(), threading.Event()
 
+        worker = loop.create_future()  # done when the thread has closed the stream
+
         def work():
             try:
                 for chunk in chunks:
@@ -359,8 +361,12 @@ class Synthesizer:
             finally:
                 chunks.close()
                 loop.call_soon_threadsafe(queue.put_nowait, done)
+                loop.call_soon_threadsafe(lambda: worker.done() or worker.set_result(None))
 
-        worker = loop.run_in_executor(None, work)
+        # A thread per stream, not the loop's default executor: that pool has cpu_count + 4 threads,
+        # so on a small machine the sixth concurrent stream would wait for a whole stream to end
+        # before its first frame (its engine calls are shared by the step loop anyway).
+        threading.Thread(target=work, daemon=True, name="qwen3-tts-stream").start()
         finished = False
         try:
             while True:
