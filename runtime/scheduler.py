@@ -43,6 +43,7 @@ class _Request:
     args: tuple
     asked: float = field(default_factory=time.perf_counter)
     result: object = None
+    engine_s: float = 0.0  # engine time of the call that served it (shared by the call's streams)
     error: BaseException | None = None
     done: bool = False
 
@@ -102,7 +103,7 @@ class StepLoop:
                     self._run(self._take_step())
                 else:
                     self._cond.wait(self._gather_left())
-        client.engine_seconds += time.perf_counter() - request.asked  # its wait for the step included
+        client.engine_seconds += request.engine_s
         if request.error is not None:
             raise request.error
         return request.result
@@ -144,9 +145,12 @@ class StepLoop:
                 self._pending.remove(r)
         self._running = True
         self._cond.release()
+        engine_before = self.backend.engine_seconds
         try:
             self._execute(requests)
         finally:
+            for r in requests:  # each stream's engine time is its call's; waiting for a step is not
+                r.engine_s = self.backend.engine_seconds - engine_before
             self._cond.acquire()
             self._running = False
             self._idle_since = time.perf_counter()

@@ -205,6 +205,7 @@ def main(argv=None) -> int:
     ap.add_argument("--streams", help="concurrent streams to measure instead, e.g. 1,4,16: aggregate frames per "
                                       "second and TTFC, direct (one step loop in this process) and through the server")
     ap.add_argument("--rounds", type=int, default=3, help="with --streams: batches of concurrent requests per level")
+    ap.add_argument("--direct-only", action="store_true", help="with --streams: the in-process figures only, no server")
     ap.add_argument("--json", help="write the report here")
     args = ap.parse_args(argv)
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a throwaway cluster on this machine
@@ -215,6 +216,11 @@ def main(argv=None) -> int:
     if levels:
         report = {"proxy": "haproxy" if args.haproxy else "python", "direct": [concurrent_direct(args, n) for n in levels]}
         _SYNTHS.clear()  # the engines of this process go before the server's start
+        if args.direct_only:
+            print(json.dumps(report, indent=1))
+            if args.json:
+                Path(args.json).write_text(json.dumps(report, indent=1))
+            return 0
     else:
         report = {"direct": _summary(direct(args)), "proxy": "haproxy" if args.haproxy else "python"}
     with socket.socket() as s:

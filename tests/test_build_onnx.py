@@ -256,6 +256,7 @@ def test_runtime_refuses_engines_for_another_gpu_or_tensorrt(tiny_build, tiny_cu
         check_manifest(manifest, cfg, gpu=dict(name=None), tensorrt=None, need_engines=True)
 
 
+@pytest.mark.slow  # a second export of all four graphs (~2 min): CI's slow step
 def test_fp16_graphs_export_and_check(tiny_custom_voice, tmp_path):
     limits = EngineLimits(max_context=128, max_prompt=64, precision="fp16")
     manifest = build_mod.build(str(tiny_custom_voice), tmp_path, limits, log=lambda *_: None)

@@ -439,6 +439,7 @@ def test_cli_every_option_has_help_with_its_default():
             assert f"(default: {default})" in " ".join(text.split()), (name, dest)
 
 
+@pytest.mark.slow  # two CLI runs (~26 s): CI's slow step keeps the default run under 20 minutes
 def test_cli_writes_mp3_and_flac(say_args, tmp_path):
     for ext in ("mp3", "flac"):
         out = tmp_path / f"x.{ext}"

@@ -275,6 +275,7 @@ def test_cli_says_standard_input_as_it_arrives(tiny_build, tiny_custom_voice, tm
     assert len(a) == len(b) > 0 and np.abs(a.astype(int) - b.astype(int)).max() <= 2  # same codes, other chunks
 
 
+@pytest.mark.slow  # ~30 s: CI's slow step keeps the default run under 20 minutes
 def test_long_text_while_writing_is_spoken_segment_by_segment(tiny_build, tiny_custom_voice):
     """Text longer than one context, arriving word by word: cut at sentence ends into segments that
     each speak exactly as stream() speaks that text, on one codec stream; never ended by the context."""

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import soundfile as sf
 
 from runtime.prompt import Voice
@@ -29,6 +30,7 @@ def readme_block(title: str) -> str:
     return re.search(r"```bash\n(.*?)```", section, re.S).group(1)
 
 
+@pytest.mark.slow  # ~30 s: CI's slow step keeps the default run under 20 minutes
 def test_readme_clone_a_voice_block_runs_offline(tmp_path):
     """The tests make the recording (speech-like tones and noise); nothing is downloaded."""
     write_wav(tmp_path / "ref.wav", seconds=3.0, rate=44100, channels=2)

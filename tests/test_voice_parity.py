@@ -83,7 +83,10 @@ class OfficialClone:
         return seen["codes"], torch.as_tensor(wavs[0])
 
 
-@pytest.mark.parametrize("non_streaming", [False, True], ids=["streaming_text", "non_streaming_text"])
+# The non-streaming layout in CI's slow step (same code path, other prompt layout): the default run
+# stays under its 20 minutes.
+@pytest.mark.parametrize("non_streaming", [False, pytest.param(True, marks=pytest.mark.slow)],
+                         ids=["streaming_text", "non_streaming_text"])
 @pytest.mark.parametrize("x_vector_only", [True, False], ids=["x_vector_only", "icl"])
 def test_generate_voice_clone_parity(x_vector_only, non_streaming, tiny_base, maker, synth, tmp_path):
     """Same recording in, same greedy codes (>= 40 frames) and the same final audio out (<= 1e-4).

@@ -36,6 +36,7 @@ class KVSlots:
 
     def __init__(self, make, num_layers: int, max_len: int, heads: int, head_dim: int, rows: int = 1):
         self.make, self.max_len = make, max_len
+        self.generation = 0  # bumped when the tensors are replaced (a binding to them is then stale)
         self.length = max_len if rows == 1 else min(self.BLOCK, max_len)
         self.tensors = [make((rows, self.length, heads, head_dim)) for _ in range(2 * num_layers)]
 
@@ -83,6 +84,7 @@ class KVSlots:
             t[:, :keep] = old[:, :keep]
             fresh.append(t)
         self.tensors, self.length = fresh, length
+        self.generation += 1
 
 
 class Backend(ABC):
