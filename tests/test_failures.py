@@ -346,6 +346,7 @@ def test_cli_output_problems_are_found_before_loading(tmp_path, output, expected
     no_leftovers(tmp_path)
 
 
+@pytest.mark.slow  # ~30-45 s: CI's slow step keeps the default run under 20 minutes
 def test_cli_failed_run_keeps_the_users_file(say_args, tmp_path):
     wav = tmp_path / "keep.wav"
     sf.write(wav, np.full(4800, 0.25, np.float32), 24000)
@@ -405,6 +406,7 @@ def test_cli_interrupt_leaves_a_valid_wav(say_args, tmp_path, sig, status):
     no_leftovers(tmp_path)
 
 
+@pytest.mark.slow  # ~30-45 s: CI's slow step keeps the default run under 20 minutes
 def test_cli_text_from_stdin_and_file_list_voices_version_and_quiet_runs(say_args, tiny_custom_voice, tmp_path):
     a, b = tmp_path / "a.wav", tmp_path / "b.wav"
     common = [*say_args, "--greedy", "--max-new-tokens", "12"]

@@ -253,8 +253,9 @@ async def test_busy_replica_refuses_with_503_and_close_1013(server, http):
         assert code == 1013 and final["error"]["code"] == "engine_busy"
         for keeper in keepers:
             keeper.cancel()
-        for holder in holders:
+        for holder in holders:  # every text ends now: draining one at a time must not leave the rest quiet
             await holder.send(json.dumps({"type": "input.done"}))
+        for holder in holders:
             assert any(isinstance(m, str) and json.loads(m)["type"] == "session.done" for m in await _drain(holder))
     r = http.post("/v1/audio/speech", json={"input": TEXT, "voice": VOICE, "max_new_tokens": 20})
     assert r.status_code == 200 and len(r.content) > 44

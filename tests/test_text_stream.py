@@ -245,6 +245,7 @@ def test_icl_clone_stream_text_equals_the_one_shot_stream(tiny_base):
     assert torch.equal(speak_while_writing(synth, cuts, voice, params), oneshot)
 
 
+@pytest.mark.slow  # ~30-45 s: CI's slow step keeps the default run under 20 minutes
 def test_cli_says_standard_input_as_it_arrives(tiny_build, tiny_custom_voice, tmp_path):
     import subprocess
     import sys

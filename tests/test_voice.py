@@ -84,6 +84,7 @@ def test_bad_reference_audio_is_a_clear_error(case, tmp_path):
     assert "\n" not in str(err.value)
 
 
+@pytest.mark.slow  # ~30-45 s: CI's slow step keeps the default run under 20 minutes
 def test_file_reading_matches_the_official_loading(tmp_path):
     """Stereo 44.1 kHz file -> mono (mean) -> 24 kHz: the samples the official code gets from
     librosa.load(sr=None, mono=True) and librosa.resample (soxr_hq)."""
