@@ -72,10 +72,6 @@ class StepLoop:
         self._clients: set[StepClient] = set()  # open clients (their rows are taken)
         self._idle_since = time.perf_counter()
 
-    @property
-    def free_rows(self) -> int:
-        return len(self._free)
-
     def client(self) -> "StepClient":
         """A stream's view of the backend: one KV row of its own, for as long as it is open."""
         with self._cond:

@@ -115,17 +115,6 @@ class OnnxBackend(Backend):
         self.kv.store(kv, 0, row)
         return torch.from_numpy(logits), torch.from_numpy(hidden)
 
-    def _bind_step(self, embeds, positions: list[int], past: list[np.ndarray]):
-        spec, session = self.specs["talker_decode"], self.sessions["talker_decode"]
-        binding = session.io_binding()
-        binding.bind_cpu_input("inputs_embeds", np.ascontiguousarray(embeds.numpy(), dtype=self.act))
-        binding.bind_cpu_input("positions", np.asarray(positions, np.int64))
-        for name, block in zip(spec.input_names[2:], past):
-            binding.bind_cpu_input(name, block)
-        binding.bind_output("logits", "cpu")
-        binding.bind_output("hidden", "cpu")
-        return spec, session, binding
-
     def decode(self, embeds, position, row=0):
         self.kv.ensure(position + 1)
         step = self._one_row_binding(row, position)
@@ -164,8 +153,13 @@ class OnnxBackend(Backend):
         return step
 
     def _decode_padded(self, embeds, positions):
-        spec, session, binding = self._bind_step(embeds, positions, self.kv.rows_prefix(len(positions)))
-        for name in spec.output_names[2:]:
+        spec, session = self.specs["talker_decode"], self.sessions["talker_decode"]
+        binding = session.io_binding()
+        binding.bind_cpu_input("inputs_embeds", np.ascontiguousarray(embeds.numpy(), dtype=self.act))
+        binding.bind_cpu_input("positions", np.asarray(positions, np.int64))
+        for name, block in zip(spec.input_names[2:], self.kv.rows_prefix(len(positions))):
+            binding.bind_cpu_input(name, block)  # rows 0..n-1 whole, read in place
+        for name in spec.output_names:
             binding.bind_output(name, "cpu")
         with self.engine_time():
             session.run_with_iobinding(binding)
