@@ -4,8 +4,9 @@ Continuous batching, with the frame loop and the `Synthesizer` unchanged: each s
 a `StepClient`, a `Backend` whose calls are handed to the loop instead of being run. Streams run
 in threads of their own (as they always have), and the loop merges what they ask for at the same
 time: the talker steps of every live stream in one `decode_rows` call, their predictor frames in
-one `predict_frame` call. Prefills and codec chunks run one stream per call (prompts differ in
-length, chunks in size), in the same step as the others' work.
+one `predict_frame` call. Prefills run one stream per call (prompts differ in length). Codec
+chunks do not wait for steps: a stream's codec runs in its reader's thread while the talker and
+predictor make its next frames (runtime/read_ahead.py), one codec call at a time per engine.
 
 The loop has no thread of its own. The stream whose request finds the engine idle leads the
 next step: it waits until every stream that took part in the previous step has asked again
@@ -39,7 +40,7 @@ BATCHED = ("predict", "decode")  # the per-frame calls a step merges across stre
 @dataclass(eq=False)
 class _Request:
     client: "StepClient"
-    kind: str  # prefill | predict | decode | codec
+    kind: str  # prefill | predict | decode
     args: tuple
     asked: float = field(default_factory=time.perf_counter)
     result: object = None
@@ -71,6 +72,7 @@ class StepLoop:
         self._expected: set[StepClient] = set()  # took part in the last step and still live
         self._clients: set[StepClient] = set()  # open clients (their rows are taken)
         self._idle_since = time.perf_counter()
+        self._codec_lock = threading.Lock()  # one codec call at a time (a TensorRT context is not reentrant)
 
     def client(self) -> "StepClient":
         """A stream's view of the backend: one KV row of its own, for as long as it is open."""
@@ -94,15 +96,25 @@ class StepLoop:
                 if self._running:
                     self._cond.wait()
                 elif (alone := next((r for r in self._pending if r.kind not in BATCHED), None)) is not None:
-                    self._run([alone])  # a prefill or a codec chunk: now, whoever's it is
+                    self._run([alone])  # a prefill: now, whoever's it is
                 elif self._ready():
                     self._run(self._take_step())
                 else:
                     self._cond.wait(self._gather_left())
-        client.engine_seconds += request.engine_s
+        client.add_engine_seconds(request.engine_s)
         if request.error is not None:
             raise request.error
         return request.result
+
+    def _codec(self, client: "StepClient", codes, state):
+        """A stream's codec chunk, run at once beside whatever step is running: the codec has its
+        own engine, and on a CPU each gains little from a second core, so the two overlap."""
+        with self._codec_lock:
+            before = self.backend.thread_engine_seconds()
+            try:
+                return self.backend.codec_run(codes, state)
+            finally:
+                client.add_engine_seconds(self.backend.thread_engine_seconds() - before)
 
     def _leave(self, client: "StepClient", release: bool) -> None:
         with self._cond:
@@ -141,12 +153,12 @@ class StepLoop:
                 self._pending.remove(r)
         self._running = True
         self._cond.release()
-        engine_before = self.backend.engine_seconds
+        engine_before = self.backend.thread_engine_seconds()
         try:
             self._execute(requests)
         finally:
             for r in requests:  # each stream's engine time is its call's; waiting for a step is not
-                r.engine_s = self.backend.engine_seconds - engine_before
+                r.engine_s = self.backend.thread_engine_seconds() - engine_before
             self._cond.acquire()
             self._running = False
             self._idle_since = time.perf_counter()
@@ -158,9 +170,7 @@ class StepLoop:
 
     def _execute(self, requests: list[_Request]) -> None:
         kind = requests[0].kind
-        if kind == "codec":
-            self._settle(requests, lambda: [self.backend.codec_run(*requests[0].args)])
-        elif kind == "prefill":
+        if kind == "prefill":
             self._fit_rows()
             self._settle(requests, lambda: [self.backend.prefill(*requests[0].args, row=requests[0].client.row)])
         elif kind == "predict":
@@ -219,7 +229,12 @@ class StepClient(Backend):
         self.length = 0  # KV positions this stream holds
         self.live = False  # between its first request and end_stream()
         self.closed = False
+        self._engine_add = threading.Lock()  # its frames and its codec chunks come from two threads
         self.reset()
+
+    def add_engine_seconds(self, seconds: float) -> None:
+        with self._engine_add:
+            self.engine_seconds += seconds
 
     def new_codec_state(self):
         return self.loop.backend.new_codec_state()  # an allocation, not an engine call
@@ -247,7 +262,9 @@ class StepClient(Backend):
         return self._ask("predict", hidden, code0, noise, temperature, top_k, top_p)
 
     def codec_run(self, codes, state):
-        return self._ask("codec", codes, state)
+        if self.closed:
+            raise BackendUnavailableError("this stream's slot was closed")
+        return self.loop._codec(self, codes, state)
 
     def end_stream(self) -> None:
         """The utterance ended: the other streams stop waiting for this one's steps."""

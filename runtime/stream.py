@@ -34,6 +34,7 @@ from .decode_loop import TEXT_STALL, FrameLoop
 from .embed import Embedder
 from .errors import PromptError
 from .prompt import ASSISTANT_SUFFIX_LEN, ROLE_LEN, Prompt, PromptBuilder, Voice
+from .read_ahead import ReadAhead
 from .sampling import SamplingParams
 from .scheduler import StepLoop
 from .text import TextTokenizer
@@ -79,7 +80,7 @@ class UtteranceMetrics:
     frames: int
     audio_seconds: float
     wall_seconds: float
-    engine_seconds: float
+    engine_seconds: float  # engines' time, the codec's included: it runs beside the frames, so this can exceed the wall time
     host_seconds: float
     end_reason: str  # eos | frame_cap | max_new_tokens | context | cancelled
     segments: int
@@ -509,22 +510,25 @@ class Synthesizer:
             active, resumed = 0.0, time.perf_counter()
             frames = chunks = audio_samples = 0
             ttfc = None
+            cancelled = False
             outcome = {"end": "eos", "segments": 0}
             pending: list[torch.Tensor] = []
-            source = frames_of(outcome)
+            source, ahead = self._frames_made(frames_of(outcome)), None
             try:
                 backend.reset()
                 if voice.ref_codes is not None:  # ICL: the reference is the codec's left context
                     self._prime_codec(torch.as_tensor(voice.ref_codes, dtype=torch.long))
-                for frame in itertools.chain(source, [None]):  # None: the end, flush what is pending
+                # The frames are made in a thread of their own while this one runs the codec on
+                # the last ones; at most a chunk of the ramp's largest size waits here.
+                ahead = ReadAhead(source, depth=max(ramp), name="qwen3-tts-frames")
+                for frame in itertools.chain(ahead, [None]):  # None: the end, flush what is pending
+                    if self._cancel.is_set():
+                        cancelled = True
+                        break
                     stalled = frame is TEXT_STALL  # the loop waits for text: what is made plays meanwhile
                     if frame is not None and not stalled:
                         frames += 1
-                        self._live_frames = frames
                         pending.append(frame)
-                        if self._cancel.is_set():
-                            outcome["end"] = "cancelled"
-                            break
                     if pending and (frame is None or stalled or len(pending) >= self._chunk_size(chunks, ramp)):
                         chunk = self._emit(pending, chunks)
                         pending, chunks = [], chunks + 1
@@ -534,14 +538,19 @@ class Synthesizer:
                         yield chunk
                         resumed = time.perf_counter()
             except GeneratorExit:
-                outcome["end"] = "cancelled"
+                cancelled = True
                 raise
             finally:
-                source.close()
+                if live is not None:
+                    live.cancel()  # a frame loop waiting for text wakes up; a pump still pushing text stops
+                if ahead is not None:
+                    ahead.close()  # the frame in progress ends; its source closes in its own thread
+                else:
+                    source.close()
                 backend.end_stream()  # the step loop stops waiting for this stream's steps
                 self._feed = None
-                if live is not None:
-                    live.cancel()  # a pump still pushing text stops
+                if cancelled:
+                    outcome["end"] = "cancelled"
                 active += time.perf_counter() - resumed
                 engine = backend.engine_seconds - engine_start
                 self.last_metrics = UtteranceMetrics(
@@ -550,8 +559,21 @@ class Synthesizer:
                     host_seconds=max(active - engine, 0.0), end_reason=outcome["end"], segments=outcome["segments"],
                     chunks=chunks, fallback=backend.fallback,
                     frames_after_cancel=None if outcome["end"] != "cancelled" or self._cancel_mark is None
-                    else frames - self._cancel_mark,
+                    else self._live_frames - self._cancel_mark,
                     text_stall_ms=None if live is None else 1000 * live.stall_seconds)
+
+    def _frames_made(self, frames: Generator) -> Generator:
+        """The stream's frames as they are made (counted for `cancel()`), ending after the frame in
+        progress once the utterance is cancelled."""
+        try:
+            for frame in frames:
+                if frame is not TEXT_STALL:
+                    self._live_frames += 1
+                yield frame
+                if self._cancel.is_set():
+                    return
+        finally:
+            frames.close()
 
     def _emit(self, frames: list[torch.Tensor], index: int) -> AudioChunk:
         codes = torch.stack(frames).T[None]  # [1, 16, n]

@@ -10,6 +10,7 @@ by position). Codec states are values a caller keeps per stream (`new_codec_stat
 
 from __future__ import annotations
 
+import threading
 import time
 from abc import ABC, abstractmethod
 from contextlib import contextmanager
@@ -96,6 +97,8 @@ class Backend(ABC):
         self.config = config
         self.limits = limits
         self.engine_seconds = 0.0  # time inside engine execution only (not this class's glue)
+        self._engine_lock = threading.Lock()
+        self._engine_local = threading.local()
 
     @contextmanager
     def engine_time(self):
@@ -104,7 +107,15 @@ class Backend(ABC):
         try:
             yield
         finally:
-            self.engine_seconds += time.perf_counter() - t0
+            spent = time.perf_counter() - t0
+            with self._engine_lock:  # a stream's codec runs beside the talker and predictor steps
+                self.engine_seconds += spent
+            self._engine_local.seconds = self.thread_engine_seconds() + spent
+
+    def thread_engine_seconds(self) -> float:
+        """Engine time of the calls the calling thread made: what one call cost, while calls from
+        other threads (another stream's codec chunk) run at the same time."""
+        return getattr(self._engine_local, "seconds", 0.0)
 
     def reset(self) -> None:
         """Start a new audio stream on this backend's own codec state (silence)."""

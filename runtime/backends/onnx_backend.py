@@ -30,6 +30,8 @@ SPIN = os.environ.get("QWEN3_TTS_ORT_SPIN", "0") == "1"
 # "use_per_session_threads must be false": only for processes that run nothing but these graphs.
 GLOBAL_POOL = os.environ.get("QWEN3_TTS_ORT_GLOBAL_POOL", "0") == "1"
 _POOL = {}
+# Opt-in: one intra-op thread count for every engine, instead of the per-engine plan below.
+THREADS = int(os.environ.get("QWEN3_TTS_ORT_THREADS", "0") or 0)
 BIND_SPAN = 16  # a one-stream step binds its past in spans of this many positions (see _one_row_binding)
 
 
@@ -42,6 +44,23 @@ class _RowBinding:
     logits: np.ndarray
     hidden: np.ndarray
     new: list
+
+
+def engine_threads(engine: str, cores: int | None = None) -> int:
+    """Intra-op threads of `engine`'s session. The prefill runs alone (the first audio waits for
+    it) and takes every core. The step engines (talker_decode, predictor) and the codec run side
+    by side, the codec on the last frames while the steps make the next ones (runtime/read_ahead.py),
+    so they split the cores: one each on two cores. A batch-1 step gains little from a second
+    thread (the predictor ran as fast on one as on two at 0.6B int4), while waking a pool's threads
+    for each of its ~5,000 small operators per frame costs; measured in docs/benchmarks.md."""
+    if THREADS:
+        return THREADS
+    cores = cores or os.cpu_count() or 1
+    if engine == "talker_prefill":
+        return cores
+    if engine == "codec":
+        return max(1, cores // 2)
+    return max(1, cores - cores // 2)
 
 
 def ort_session(path: str | Path, threads: int = 0, spin: bool = SPIN):
@@ -86,7 +105,7 @@ class OnnxBackend(Backend):
             if not path.is_file():
                 raise EngineMismatchError(f"missing graph {path}: run build.sh for this model first")
             try:
-                self.sessions[name] = ort_session(path, threads, spin)
+                self.sessions[name] = ort_session(path, threads or engine_threads(name), spin)
             except Exception as exc:  # onnxruntime's own error types: a damaged or foreign graph
                 why = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
                 raise EngineMismatchError(f"ONNX Runtime cannot load {path} ({why}): rebuild with build.sh --force") from exc
