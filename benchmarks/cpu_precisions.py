@@ -97,6 +97,7 @@ def run_ours(model: str, build: str, frames: int, runs: int, sampled: bool, spea
     out = {k: statistics.median(r[k] for r in rows) for k in (*COMPONENTS, "total", "ttfc_ms", "xrt")}
     out["host"] = _frame_loop_host_ms(synth, spent, TEXT, voice, params, frames, runs)
     out["precision"] = synth.backend.limits.precision
+    out["codec_precision"] = synth.backend.limits.codec_precision
     return out
 
 

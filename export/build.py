@@ -26,12 +26,13 @@ from tqdm import tqdm
 
 from runtime.checkpoint import load_networks, resolve_checkpoint
 from runtime.config import load_model_config
-from runtime.contract import (CODEC_ENCODER, PRECISIONS, TALKER_DECODE, TALKER_PREFILL, PREDICTOR,
-                              WEIGHT_ONLY_BITS, EngineLimits, dim_ranges, engine_specs, specs_to_json)
+from runtime.contract import (CODEC, CODEC_ENCODER, CODEC_PRECISIONS, PRECISIONS, TALKER_DECODE, TALKER_PREFILL,
+                              PREDICTOR, WEIGHT_ONLY_BITS, EngineLimits, dim_ranges, engine_specs, onnx_runtime_only,
+                              specs_to_json)
 from runtime.device_info import detect_gpu, tensorrt_version
 from runtime.errors import EngineMismatchError, Qwen3TTSError
 from runtime.identity import weights_identity
-from runtime.manifest import MANIFEST, SCHEMA
+from runtime.manifest import MANIFEST, SCHEMA, limits_of
 
 from . import onnx_graphs, quantize
 from .op_support import check_model
@@ -41,6 +42,13 @@ SOURCES = ["runtime/model", "runtime/contract.py", "runtime/sampling.py", "expor
 # int8/int4 graphs are exported in fp32 first, then quantized: the fp32 files are what must fit.
 BYTES = {"fp32": 4, "fp16": 2, "bf16": 2, "int8": 4, "int4": 4}
 QUANTIZED_GRAPHS = (TALKER_PREFILL, TALKER_DECODE, PREDICTOR)  # what --precision int8|int4 quantizes
+
+
+def _quantizes(graph: str, limits: EngineLimits) -> bool:
+    """Whether `graph` is quantized after export under `limits` (--precision, --codec-precision)."""
+    if graph == CODEC:
+        return limits.codec_precision == "int8"
+    return graph in QUANTIZED_GRAPHS and limits.precision in WEIGHT_ONLY_BITS
 # Largest |ONNX Runtime - PyTorch| each graph may show before the build fails. fp32: about 5x the
 # worst seen (1.8e-4 for talker_prefill on an official-code 0.6B checkpoint: logits of magnitude
 # ~10 through 28 layers; 1.4e-5 at 0.6B random, 2e-6 tiny); the codec's PCM has seen 3e-7. A
@@ -183,10 +191,9 @@ def build(source: str, out_root: Path, limits: EngineLimits, *, require_trt=Fals
     modules.update(onnx_graphs.voice_encoder_modules(model_dir))  # Base: speaker and codec encoders
     key_base = dict(config=cfg.config_hash, weights=weights, limits=limits.to_dict(),
                     opset=onnx_graphs.OPSET, source=source_fingerprint(), torch=torch.__version__)
-    weight_only = limits.precision in WEIGHT_ONLY_BITS
-    if weight_only and require_trt:
-        raise BuildError(f"--precision {limits.precision} makes weight-only graphs for ONNX Runtime (CPU); TensorRT "
-                         "engines need --precision bf16, fp16 or fp32")
+    ort_only = onnx_runtime_only(limits)
+    if ort_only and require_trt:
+        raise BuildError(f"--require-trt: {ort_only}")
     if require_trt and not can_trt:  # before any export: a build that cannot succeed leaves the folder as it was
         why = trt_why if trt_ver is None else "no NVIDIA GPU is visible"
         raise BuildError(f"--require-trt: engines were not built because {why}")
@@ -199,7 +206,7 @@ def build(source: str, out_root: Path, limits: EngineLimits, *, require_trt=Fals
     for graph in specs:
         res = GraphResult(graph)
         path = out_dir / f"{graph}.onnx"
-        quantized = weight_only and graph in QUANTIZED_GRAPHS
+        quantized = _quantizes(graph, limits)
         key = _graph_key(key_base, graph, quantized)
         prev = (old or {}).get("engines", {}).get(graph, {})
         files = _file_hashes(path) if prev.get("key") == key else {}
@@ -216,13 +223,13 @@ def build(source: str, out_root: Path, limits: EngineLimits, *, require_trt=Fals
             res.op_problems = check_model(path).problems  # before quantizing: MatMulNBits is ONNX Runtime's own
             quant = None
             if quantized:
-                progress.set_postfix_str(f"{graph}: quantizing to {limits.precision}")
-                quant = _quantize_logged(graph, path, path, limits.precision, log)
+                progress.set_postfix_str(f"{graph}: quantizing")
+                quant = _quantize_logged(graph, path, path, limits, cfg, log)
                 _check_graph(path)
             if quantized and parity:
                 # Quantized weights differ from the checkpoint by design; their measure is the
                 # quality gate (tests/test_quality_gate.py, docs/benchmarks.md), not a max-abs limit.
-                res.parity_note = _quantized_parity_note(limits.precision)
+                res.parity_note = _quantized_parity_note(graph, limits)
             elif parity and limits.precision != "bf16" and limits.codec_precision != "bf16":
                 progress.set_postfix_str(f"{graph}: comparing with PyTorch")
                 res.parity, res.parity_limit = ort_parity(modules[graph], specs[graph], path, dim_ranges(limits, graph)["B"][2]), parity_limit(graph, limits)
@@ -244,9 +251,8 @@ def build(source: str, out_root: Path, limits: EngineLimits, *, require_trt=Fals
     progress.close()
 
     log("[4/6] TensorRT engines")
-    if not can_trt or weight_only:
-        why = (trt_why if trt_ver is None else "no NVIDIA GPU is visible") if not can_trt else \
-            _weight_only_reason(limits.precision)
+    if not can_trt or ort_only:
+        why = (trt_why if trt_ver is None else "no NVIDIA GPU is visible") if not can_trt else ort_only
         for res, _ in results:
             res.engine_note = f"not built: {why}"
             entries[res.name]["not_built_reason"] = why
@@ -298,39 +304,52 @@ def _graph_key(key_base: dict, graph: str, quantized: bool) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _quantize_logged(graph: str, src: Path, dst: Path, precision: str, log) -> dict:
+def _quantize_logged(graph: str, src: Path, dst: Path, limits: EngineLimits, cfg, log) -> dict:
     """Quantize one graph, log what it did, and return its manifest entry's `quantized` record."""
     t0 = time.time()
-    report = quantize.quantize_graph(src, dst, precision)
-    log(f"      {graph}: {report.matmuls} MatMuls to {precision} in {time.time() - t0:.1f} s, "
+    if graph == CODEC:
+        report = quantize.quantize_codec(src, dst, cfg.codec.codebook_size, limits.max_chunk)
+        log(f"      {graph}: {report.convs} Convs to int8 in {time.time() - t0:.1f} s, "
+            f"{report.bytes_before / 1e6:.0f} -> {report.bytes_after / 1e6:.0f} MB")
+        return dict(bits=8, convs=report.convs, activations="uint8, calibrated (MinMax)", weights_per_channel=True,
+                    calibration=dict(utterances=quantize.CODEC_CALIBRATION_UTTERANCES,
+                                     frames=quantize.CODEC_CALIBRATION_FRAMES, codes="uniform random, seed 0"),
+                    fp32_bytes=report.bytes_before)
+    report = quantize.quantize_graph(src, dst, limits.precision)
+    log(f"      {graph}: {report.matmuls} MatMuls to {limits.precision} in {time.time() - t0:.1f} s, "
         f"{report.bytes_before / 1e6:.0f} -> {report.bytes_after / 1e6:.0f} MB")
-    return dict(bits=WEIGHT_ONLY_BITS[precision], block_size=quantize.BLOCK_SIZE, symmetric=True,
+    return dict(bits=WEIGHT_ONLY_BITS[limits.precision], block_size=quantize.BLOCK_SIZE, symmetric=True,
                 accuracy_level=quantize.ACCURACY_LEVEL, matmuls=report.matmuls, weights=report.weights,
                 fp32_bytes=report.bytes_before)
 
 
-def _quantized_parity_note(precision: str) -> str:
-    return f"{precision} weights: see the quality gate"
+def _quantized_parity_note(graph: str, limits: EngineLimits) -> str:
+    if graph == CODEC:
+        return "int8 codec: see the quality gate (SNR)"
+    return f"{limits.precision} weights: see the quality gate"
 
 
-def _weight_only_reason(precision: str) -> str:
-    return f"{precision} weight-only graphs run on ONNX Runtime only (TensorRT: --precision bf16, fp16 or fp32)"
-
-
-def quantize_build(fp32_dir: Path, out_dir: Path, precision: str, log=print) -> dict:
-    """An int8/int4 build made from an fp32 build without exporting again (minutes saved at 0.6B):
-    the talker and predictor graphs quantized, the codec and voice-encoder graphs copied, and a
-    manifest that equals what `build(..., precision=precision)` writes for the same inputs, so a
-    later build.sh into `out_dir` reuses it."""
+def quantize_build(fp32_dir: Path, out_dir: Path, precision: str = "fp32", log=print, *,
+                   codec_precision: str = "fp32", model: str | Path | None = None) -> dict:
+    """An int8/int4 build (and/or one with the int8 codec) made from an fp32 build without
+    exporting again (minutes saved at 0.6B): the graphs that `precision` / `codec_precision`
+    quantize are quantized, the others copied, and the manifest equals what `build(...)` writes
+    for the same inputs, so a later build.sh into `out_dir` reuses it. `model` is the checkpoint
+    (default: the one the fp32 build recorded); the int8 codec's calibration reads its config."""
     fp32_dir, out_dir = Path(fp32_dir), Path(out_dir)
     src = json.loads((fp32_dir / MANIFEST).read_text())
-    if src["limits"]["precision"] != "fp32":
-        raise BuildError(f"{fp32_dir} is a {src['limits']['precision']} build; quantize an fp32 build")
-    if precision not in WEIGHT_ONLY_BITS:
-        raise BuildError(f"precision must be one of {', '.join(WEIGHT_ONLY_BITS)}")
+    if src["limits"]["precision"] != "fp32" or src["limits"]["codec_precision"] != "fp32":
+        raise BuildError(f"{fp32_dir} is a {src['limits']['precision']}/{src['limits']['codec_precision']} build; "
+                         "quantize an fp32 build")
+    if precision not in ("fp32", *WEIGHT_ONLY_BITS) or codec_precision not in ("fp32", "int8"):
+        raise BuildError(f"precision must be fp32 or one of {', '.join(WEIGHT_ONLY_BITS)}, codec precision fp32 or int8")
+    if precision == "fp32" and codec_precision == "fp32":
+        raise BuildError("nothing to quantize: pass precision int8/int4 or codec_precision int8")
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest = json.loads(json.dumps(src))
-    manifest["limits"]["precision"] = precision
+    manifest["limits"].update(precision=precision, codec_precision=codec_precision)
+    limits = limits_of(manifest)
+    cfg = load_model_config(resolve_checkpoint(model or src["model"]["source"])) if codec_precision == "int8" else None
     old_base = dict(config=src["model"]["config_hash"], weights=src["model"]["weights"], limits=src["limits"],
                     opset=src["opset"], source=source_fingerprint(), torch=torch.__version__)
     key_base = dict(old_base, limits=manifest["limits"])
@@ -338,15 +357,16 @@ def quantize_build(fp32_dir: Path, out_dir: Path, precision: str, log=print) -> 
         if src["engines"][graph].get("key") != _graph_key(old_base, graph, False):
             raise BuildError(f"{fp32_dir}: {graph} was exported by other code or versions; rebuild it first")
         path = out_dir / entry["onnx"]
-        if graph in QUANTIZED_GRAPHS:
-            entry.update(quantized=_quantize_logged(graph, fp32_dir / entry["onnx"], path, precision, log),
-                         parity_max_abs=None, parity_limit=None, parity_note=_quantized_parity_note(precision))
+        quantized = _quantizes(graph, limits)
+        if quantized:
+            entry.update(quantized=_quantize_logged(graph, fp32_dir / entry["onnx"], path, limits, cfg, log),
+                         parity_max_abs=None, parity_limit=None, parity_note=_quantized_parity_note(graph, limits))
         else:
             for f in _files(fp32_dir / entry["onnx"]):
                 shutil.copyfile(f, out_dir / f.name)
-        entry.update(key=_graph_key(key_base, graph, graph in QUANTIZED_GRAPHS), files=_file_hashes(path),
+        entry.update(key=_graph_key(key_base, graph, quantized), files=_file_hashes(path),
                      sizes={p.name: p.stat().st_size for p in _files(path)}, engine=None,
-                     not_built_reason=_weight_only_reason(precision))
+                     not_built_reason=onnx_runtime_only(limits))
     manifest["built_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=1))
     return manifest
@@ -416,7 +436,9 @@ def parse_args(argv=None):
     ap.add_argument("--precision", default="fp32", choices=list(PRECISIONS),
                     help="talker and predictor: fp32/fp16/bf16, or weight-only int8/int4 graphs for ONNX Runtime on "
                          "the CPU (see the README: which precision on CPU)")
-    ap.add_argument("--codec-precision", default="fp32", choices=["fp32", "fp16", "bf16"])
+    ap.add_argument("--codec-precision", default="fp32", choices=list(CODEC_PRECISIONS),
+                    help="the codec: fp32/fp16/bf16, or int8 convolutions for ONNX Runtime on the CPU (faster, "
+                         "not exact: see the README)")
     ap.add_argument("--max-context", type=int, default=2048, help="talker positions (prompt + frames)")
     ap.add_argument("--max-prompt", type=int, default=512, help="prefill positions")
     ap.add_argument("--max-chunk", type=int, default=10, help="codec frames per call")

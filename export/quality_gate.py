@@ -9,7 +9,10 @@ how close the numbers are). Per frame it records:
 - codebooks 1..15: the quantized predictor, given the fp32 talker's hidden state and code 0, picks
   its 15 codes greedily inside the graph; each is compared with the fp32 graph's (a flip at
   codebook k also changes the inputs of k+1.., as it would in real use);
-- the relative L2 error of the talker's hidden state.
+- the relative L2 error of the talker's hidden state;
+- for a build whose codec differs (--codec-precision int8): both codecs stream the fp32 path's
+  codes (chunk sizes as a stream uses them, state carried), and the SNR of the PCM against the
+  fp32 codec's, in dB.
 
 Random checkpoints have no speech in them, and their logits are flatter than trained ones (a
 trained model is confident on most frames), so an error flips their argmax more often: the
@@ -47,6 +50,8 @@ class Agreement:
     codes_agree: list[int] = field(default_factory=list)  # per codebook 1..G-1
     logits_rel_err: list[float] = field(default_factory=list)  # per frame
     hidden_rel_err: list[float] = field(default_factory=list)
+    codes: list[torch.Tensor] = field(default_factory=list)  # the fp32 path's frames [G], for the codec
+    codec_snr_db: float | None = None
 
     def summary(self) -> dict:
         g = np.asarray(self.codes_agree, dtype=float) / max(self.frames, 1)
@@ -56,7 +61,8 @@ class Agreement:
                     predictor_agreement_first=float(g[0]) if g.size else None,
                     predictor_agreement_last=float(g[-1]) if g.size else None,
                     logits_rel_err_mean=float(le.mean()), logits_rel_err_p95=float(np.percentile(le, 95)),
-                    hidden_rel_err_mean=float(he.mean()), hidden_rel_err_p95=float(np.percentile(he, 95)))
+                    hidden_rel_err_mean=float(he.mean()), hidden_rel_err_p95=float(np.percentile(he, 95)),
+                    codec_snr_db=self.codec_snr_db)
 
 
 def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -95,12 +101,31 @@ def teacher_forced(ref: Backend, test: Backend, prompt: Prompt, frames: int) -> 
         codes_t, _ = test.predict_frame(hidden_r, code0, noise, *controls)
         for k, same in enumerate((codes_r[0].cpu() == codes_t[0].cpu()).tolist()):
             out.codes_agree[k] += int(same)
+        out.codes.append(torch.cat([code0, codes_r[0].cpu()]))
         if step == frames - 1:
             break
         x = embed_r.to("cpu", torch.float32)[:, None] + prompt.text_input(step)
         logits_r, hidden_r = ref.decode(x, s + step)
         logits_t, hidden_t = test.decode(x, s + step)
     return out
+
+
+def codec_snr_db(ref: Backend, test: Backend, frames: list[torch.Tensor]) -> float:
+    """SNR in dB of `test`'s codec PCM against `ref`'s, both streaming `frames` in the chunk ramp a
+    stream uses (then chunks of the largest size)."""
+    codes = torch.stack(frames).T[None]  # [1, G, F]
+    ramp = ref.limits.chunk_ramp
+    pcm = {id(ref): [], id(test): []}
+    for backend in (ref, test):
+        state, start, i = backend.new_codec_state(), 0, 0
+        while start < codes.shape[-1]:
+            size = ramp[min(i, len(ramp) - 1)]
+            out, state = backend.codec_run(codes[..., start:start + size], state)
+            pcm[id(backend)].append(out.double())
+            start, i = start + size, i + 1
+    a, b = torch.cat(pcm[id(ref)], dim=-1), torch.cat(pcm[id(test)], dim=-1)
+    noise = float(((a - b) ** 2).sum())
+    return float("inf") if noise == 0 else 10 * float(np.log10(float((a ** 2).sum()) / noise))
 
 
 def measure(checkpoint, ref_build, build, frames: int = 200, speaker: str | None = None) -> dict:
@@ -116,8 +141,12 @@ def measure(checkpoint, ref_build, build, frames: int = 200, speaker: str | None
     for mode, text in TEXTS.items():
         voice = Voice(speaker=speaker, language="english", non_streaming_text=mode == "non-streaming")
         prompt = synth.prompts.build(text, voice)
-        results[mode] = teacher_forced(ref, test, prompt, frames).summary()
-    return dict(precision=test.limits.precision, frames_per_mode=frames, modes=results)
+        agreement = teacher_forced(ref, test, prompt, frames)
+        if test.limits.codec_precision != ref.limits.codec_precision:
+            agreement.codec_snr_db = codec_snr_db(ref, test, agreement.codes)
+        results[mode] = agreement.summary()
+    return dict(precision=test.limits.precision, codec_precision=test.limits.codec_precision,
+                frames_per_mode=frames, modes=results)
 
 
 def main(argv=None) -> int:

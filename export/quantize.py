@@ -163,3 +163,88 @@ def quantize_graph(src: str | os.PathLike, dst: str | os.PathLike, precision: st
         os.replace(staged, dst)
     return QuantizeReport(matmuls=len(nodes), weights=len({n.input[1] for n in nodes}),
                           bytes_before=before, bytes_after=graph_bytes(dst))
+
+
+# -- the codec: int8 convolutions (build.sh --codec-precision int8) -----------------------------
+# The codec is compute-bound, not memory-bound: 61% of its time is Conv, 16% ConvTranspose, 10% the
+# SnakeBeta sine (ONNX Runtime's profiler, 0.6B, one thread), so weight-only quantization does not
+# reach it. Its Convs run in int8 instead (QDQ: per-channel int8 weights, uint8 activations with
+# scales fixed by calibration), which ONNX Runtime's CPU kernels run with integer dot products:
+# 1.8x faster on this CPU class. The transposed convolutions stay fp32: quantized, they ran slower
+# (no integer kernel) and lost 2.5 dB more. docs/benchmarks.md has the figures and the SNR gate.
+CODEC_CALIBRATION_FRAMES = 40  # per utterance, in chunks of the engine's usual size
+CODEC_CALIBRATION_UTTERANCES = 2
+
+
+@dataclass
+class CodecQuantizeReport:
+    convs: int  # Conv nodes now running in int8
+    bytes_before: int
+    bytes_after: int
+
+
+def codec_calibration_feeds(session, codebook_size: int, chunk: int, seed: int = 0,
+                            utterances: int = CODEC_CALIBRATION_UTTERANCES, frames: int = CODEC_CALIBRATION_FRAMES):
+    """Inputs of the fp32 codec over streams of seeded random codes, state carried chunk to chunk as
+    a stream does. Every code is a real codebook entry; a trained model's codes are not uniform,
+    so the activation ranges are a stand-in: the SNR gate on your checkpoint is the check."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    inputs = session.get_inputs()
+    for _ in range(utterances):
+        codes = rng.integers(0, codebook_size, (1, 16, frames)).astype(np.int64)
+        state = [np.zeros([1 if d == "B" else d for d in i.shape],
+                          np.int64 if i.type == "tensor(int64)" else np.float32) for i in inputs[1:]]
+        for start in range(0, frames, chunk):
+            feeds = dict(zip([i.name for i in inputs], [codes[:, :, start:start + chunk], *state]))
+            yield feeds
+            state = session.run(None, feeds)[1:]
+
+
+def quantize_codec(src: str | os.PathLike, dst: str | os.PathLike, codebook_size: int, chunk: int,
+                   seed: int = 0) -> CodecQuantizeReport:
+    """Write `dst` (+ `dst.data`): the fp32 codec graph `src` with its Convs in int8 (QDQ), their
+    activation scales calibrated on the fp32 graph's own streams. `dst` may equal `src`; it is
+    replaced only once the new graph is written whole."""
+    import onnx
+
+    from runtime.backends.onnx_backend import ort_session
+
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    from onnxruntime import quantization as q  # its import configures the root logger (see above)
+
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+    src, dst = Path(src), Path(dst)
+    before = graph_bytes(src)
+    reference = ort_session(src, threads=1)
+
+    class Feeds(q.CalibrationDataReader):
+        def __init__(self):
+            self._it = codec_calibration_feeds(reference, codebook_size, chunk, seed)
+
+        def get_next(self):
+            return next(self._it, None)
+
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=dst.parent) as tmp:
+        raw = Path(tmp) / "raw.onnx"
+        q.quantize_static(str(src), str(raw), Feeds(), quant_format=q.QuantFormat.QDQ, op_types_to_quantize=["Conv"],
+                          per_channel=True, activation_type=q.QuantType.QUInt8, weight_type=q.QuantType.QInt8,
+                          use_external_data_format=True, calibrate_method=q.CalibrationMethod.MinMax)
+        model = onnx.load(str(raw))
+        staged = Path(tmp) / dst.name
+        onnx.save_model(model, str(staged), save_as_external_data=True, all_tensors_to_one_file=True,
+                        location=dst.name + ".data", size_threshold=1024)
+        data = staged.with_name(dst.name + ".data")
+        shutil.copymode(src, staged)
+        shutil.copymode(src, data)
+        os.replace(data, dst.with_name(dst.name + ".data"))
+        os.replace(staged, dst)
+    nodes = onnx.load(str(dst), load_external_data=False).graph.node
+    made_by = {out: n.op_type for n in nodes for out in n.output}
+    convs = sum(1 for n in nodes if n.op_type == "Conv" and made_by.get(n.input[1]) == "DequantizeLinear")
+    return CodecQuantizeReport(convs=convs, bytes_before=before, bytes_after=graph_bytes(dst))

@@ -28,6 +28,20 @@ ACTIVATION_DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 # activations, KV cache and every engine input stay float32. ONNX Runtime only (MatMulNBits).
 WEIGHT_ONLY_BITS = {"int8": 8, "int4": 4}
 PRECISIONS = (*ACTIVATION_DTYPES, *WEIGHT_ONLY_BITS)
+# The codec may also run its convolutions in int8 (build.sh --codec-precision int8): exported in
+# fp32, then quantized with calibrated activation scales (export/quantize.py); its inputs, state
+# and PCM stay float32. ONNX Runtime only.
+CODEC_PRECISIONS = (*ACTIVATION_DTYPES, "int8")
+
+
+def onnx_runtime_only(limits: "EngineLimits") -> str | None:
+    """Why a build's graphs run on ONNX Runtime (CPU) only, or None when TensorRT can build them."""
+    if limits.precision in WEIGHT_ONLY_BITS:
+        return (f"{limits.precision} weight-only graphs run on ONNX Runtime only (TensorRT: --precision bf16, "
+                "fp16 or fp32)")
+    if limits.codec_precision == "int8":
+        return "the int8 codec runs on ONNX Runtime only (TensorRT: --codec-precision fp32, fp16 or bf16)"
+    return None
 
 
 def activation_dtype(precision: str) -> str:
@@ -81,7 +95,7 @@ class EngineLimits:
     max_batch: int = 1
     top_k_max: int = 50  # K of the in-graph top-k; top_k above it is refused
     precision: str = "fp32"  # talker and predictor: fp32/fp16/bf16, or weight-only int8/int4
-    codec_precision: str = "fp32"  # fp32/fp16/bf16
+    codec_precision: str = "fp32"  # fp32/fp16/bf16, or int8 (convolutions, ONNX Runtime only)
     chunk_ramp: tuple[int, ...] = field(default=(1, 2, 4, 8, 10))
     min_ref_seconds: float = 1.0  # reference audio the voice encoders take (runtime/voice.py says why)
     max_ref_seconds: float = 30.0
@@ -89,8 +103,8 @@ class EngineLimits:
     def __post_init__(self):
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}")
-        if self.codec_precision not in ACTIVATION_DTYPES:
-            raise ValueError(f"codec precision must be one of {', '.join(ACTIVATION_DTYPES)}")
+        if self.codec_precision not in CODEC_PRECISIONS:
+            raise ValueError(f"codec precision must be one of {', '.join(CODEC_PRECISIONS)}")
         if not 1 <= self.max_prompt < self.max_context:
             raise ValueError("need 1 <= max_prompt < max_context")
         if not 1 <= self.max_batch <= 256:

@@ -116,6 +116,10 @@ def check_manifest(manifest: dict, config: ModelConfig, *, gpu: dict | None = No
             raise EngineMismatchError(
                 f"{where} holds {limits.precision} weight-only graphs, which run on ONNX Runtime (CPU) only: use "
                 "--backend onnx, or build TensorRT engines with build.sh MODEL --precision bf16 (or fp16, fp32)")
+        if limits.codec_precision == "int8":
+            raise EngineMismatchError(
+                f"{where} holds an int8 codec graph, which runs on ONNX Runtime (CPU) only: use --backend onnx, "
+                "or build TensorRT engines with build.sh MODEL --codec-precision fp32 (or fp16, bf16)")
         built = manifest.get("gpu") or {}
         if gpu is None:
             raise EngineMismatchError("TensorRT engines need an NVIDIA GPU, and none is visible")

@@ -1,6 +1,7 @@
-"""build.sh --precision int8|int4 on the tiny checkpoint: weight-only graphs that ONNX Runtime runs
-behind the same contract, a manifest that says so, and clear refusals where they cannot run.
-How close they stay to fp32 is the quality gate's job (test_quality_gate.py, real 0.6B shapes)."""
+"""build.sh --precision int8|int4 and --codec-precision int8 on the tiny checkpoint: quantized graphs
+that ONNX Runtime runs behind the same contract, a manifest that says so, and clear refusals where
+they cannot run. How close they stay to fp32 is the quality gate's job (test_quality_gate.py, real
+0.6B shapes)."""
 
 from __future__ import annotations
 
@@ -94,7 +95,7 @@ def test_weight_only_builds_are_refused_where_they_cannot_run(int_builds, tiny_c
     with pytest.raises(EngineMismatchError, match="ONNX Runtime \\(CPU\\) only.*--precision bf16"):
         check_manifest(manifest, config, gpu={"name": "any"}, tensorrt="10.16", need_engines=True)
     limits = EngineLimits(**{**LIMITS.to_dict(), "precision": "int8"})
-    with pytest.raises(build_mod.BuildError, match="TensorRT engines need --precision bf16, fp16 or fp32"):
+    with pytest.raises(build_mod.BuildError, match="TensorRT: --precision bf16, fp16 or fp32"):
         build_mod.build(str(tiny_custom_voice), out.parent.parent, limits, require_trt=True, log=lambda *_: None)
     with pytest.raises(build_mod.BuildError, match="quantize an fp32 build"):
         build_mod.quantize_build(out, out.parent / "again", "int8", log=lambda *_: None)
@@ -106,3 +107,57 @@ def test_build_sh_refuses_an_unknown_precision(capsys):
     assert "invalid choice" in capsys.readouterr().err
     with pytest.raises(ValueError, match="codec precision"):
         EngineLimits(codec_precision="int4")
+
+
+@pytest.fixture(scope="module")
+def int8_codec_build(tiny_build, tiny_custom_voice, tmp_path_factory):
+    """The fp32 build with its codec's convolutions in int8 (build.sh --codec-precision int8)."""
+    fp32_dir, _ = tiny_build
+    out = tmp_path_factory.mktemp("int8-codec") / "cpu" / fp32_dir.name
+    build_mod.quantize_build(fp32_dir, out, codec_precision="int8", model=tiny_custom_voice, log=lambda *_: None)
+    return out
+
+
+def test_the_int8_codec_quantizes_every_conv_and_nothing_else(int8_codec_build, tiny_build):
+    fp32_dir, fp32_manifest = tiny_build
+    manifest = load_manifest(int8_codec_build)
+    assert manifest["limits"]["codec_precision"] == "int8" and manifest["limits"]["precision"] == "fp32"
+    convs = sum(n.op_type == "Conv" for n in onnx.load(str(fp32_dir / "codec.onnx"), load_external_data=False).graph.node)
+    assert manifest["engines"]["codec"]["quantized"]["convs"] == convs > 0
+    for graph in ("talker_prefill", "talker_decode", "predictor"):
+        assert manifest["engines"][graph]["files"] == fp32_manifest["engines"][graph]["files"]  # copied as they were
+        assert manifest["engines"][graph]["quantized"] is None
+
+
+def test_the_int8_codec_streams_exactly_and_stays_close_to_fp32(int8_codec_build, tiny_build, tiny_custom_voice):
+    """Chunks of any size concatenate to one call's output, as the fp32 codec's do, and the PCM stays
+    within the SNR the quality gate holds at real shapes."""
+    import torch
+
+    from export.quality_gate import codec_snr_db
+
+    int8 = open_backend("onnx", tiny_custom_voice, int8_codec_build)
+    ref = open_backend("onnx", tiny_custom_voice, tiny_build[0])
+    codes = torch.randint(0, ref.config.codec.codebook_size, (1, 16, 10), generator=torch.Generator().manual_seed(0))
+    whole, _ = int8.codec_run(codes, int8.new_codec_state())
+    state, parts = int8.new_codec_state(), []
+    for start, stop in ((0, 1), (1, 3), (3, 7), (7, 10)):
+        pcm, state = int8.codec_run(codes[..., start:stop], state)
+        parts.append(pcm)
+    assert (torch.cat(parts, -1) - whole).abs().max() <= 1e-5
+    snr = codec_snr_db(ref, int8, list(codes[0].T))
+    assert 15 < snr < 80, snr  # quantized (not exact), and close
+
+
+def test_the_int8_codec_is_refused_where_it_cannot_run(int8_codec_build, tiny_custom_voice):
+    with pytest.raises(BackendUnavailableError, match="int8 codec.*--backend onnx"):
+        open_backend("torch", tiny_custom_voice, int8_codec_build)
+    config = Synthesizer.open(tiny_custom_voice, int8_codec_build, backend="onnx").config
+    with pytest.raises(EngineMismatchError, match="int8 codec.*--codec-precision fp32"):
+        check_manifest(load_manifest(int8_codec_build), config, gpu={"name": "any"}, tensorrt="10.16", need_engines=True)
+    limits = EngineLimits(**{**LIMITS.to_dict(), "codec_precision": "int8"})
+    before = {p.name: p.stat().st_mtime_ns for p in int8_codec_build.iterdir()}
+    with pytest.raises(build_mod.BuildError, match="--require-trt: the int8 codec runs on ONNX Runtime only"):
+        build_mod.build(str(tiny_custom_voice), int8_codec_build.parent.parent, limits, require_trt=True,
+                        log=lambda *_: None)
+    assert {p.name: p.stat().st_mtime_ns for p in int8_codec_build.iterdir()} == before

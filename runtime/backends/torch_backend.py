@@ -23,6 +23,10 @@ class TorchBackend(Backend):
             raise BackendUnavailableError(
                 f"the PyTorch backend runs the checkpoint, not the build's {limits.precision} graphs: use "
                 "--backend onnx for them, or run PyTorch without --build-dir (fp32)")
+        if limits.codec_precision == "int8":
+            raise BackendUnavailableError(
+                "the PyTorch backend runs the checkpoint, not the build's int8 codec graph: use --backend onnx for "
+                "it, or run PyTorch without --build-dir (fp32)")
         super().__init__(nets.config, limits)
         self.device = torch.device(device)
         for m in (nets.talker, nets.predictor, nets.codec):

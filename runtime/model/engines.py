@@ -18,8 +18,8 @@ from .predictor import Predictor
 from .talker import Talker
 
 
-# int8/int4 are weight-only precisions of the ONNX graphs: the modules are exported in fp32 and
-# their weights quantized afterwards (export/quantize.py).
+# int8/int4 are weight-only precisions of the ONNX graphs (and int8 the codec's int8 convolutions):
+# the modules are exported in fp32 and quantized afterwards (export/quantize.py).
 PRECISION_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16,
                     "int8": torch.float32, "int4": torch.float32}
 
