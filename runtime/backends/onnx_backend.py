@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from ..config import ModelConfig
-from ..contract import ENGINES, EngineLimits, engine_specs
+from ..contract import ENGINES, WEIGHT_ONLY_BITS, EngineLimits, engine_specs
 from ..errors import BackendUnavailableError, EngineMismatchError
 from .base import Backend, KVSlots
 
@@ -46,21 +46,22 @@ class _RowBinding:
     new: list
 
 
-def engine_threads(engine: str, cores: int | None = None) -> int:
-    """Intra-op threads of `engine`'s session. The prefill runs alone (the first audio waits for
-    it) and takes every core. The step engines (talker_decode, predictor) and the codec run side
-    by side, the codec on the last frames while the steps make the next ones (runtime/read_ahead.py),
-    so they split the cores: one each on two cores. A batch-1 step gains little from a second
-    thread (the predictor ran as fast on one as on two at 0.6B int4), while waking a pool's threads
-    for each of its ~5,000 small operators per frame costs; measured in docs/benchmarks.md."""
+def engine_threads(engine: str, weight_only: bool, cores: int | None = None) -> int:
+    """Intra-op threads of `engine`'s session (measured on two cores, docs/benchmarks.md).
+
+    The prefill runs alone (the first audio waits for it) and takes every core. The step engines
+    (talker_decode, predictor) and the codec run side by side, the codec on the last frames while
+    the steps make the next ones (runtime/read_ahead.py). With weight-only int8/int4 graphs they
+    split the cores (one each on two): such a step gains little from a second thread (the
+    predictor ran as fast on one as on two at 0.6B int4), while waking a pool's threads for each
+    of its ~5,700 small operators per frame costs. fp32/fp16 steps stream 4-8x the bytes and need
+    every core's share of memory bandwidth, so then every engine takes every core."""
     if THREADS:
         return THREADS
     cores = cores or os.cpu_count() or 1
-    if engine == "talker_prefill":
+    if engine == "talker_prefill" or not weight_only:
         return cores
-    if engine == "codec":
-        return max(1, cores // 2)
-    return max(1, cores - cores // 2)
+    return max(1, cores // 2)
 
 
 def ort_session(path: str | Path, threads: int = 0, spin: bool = SPIN):
@@ -99,13 +100,14 @@ class OnnxBackend(Backend):
         if limits.precision == "bf16" or limits.codec_precision == "bf16":
             raise BackendUnavailableError("ONNX Runtime has no CPU kernels for bf16 graphs; build fp32 or fp16")
         self.specs = engine_specs(config, limits)
+        weight_only = limits.precision in WEIGHT_ONLY_BITS
         self.sessions = {}
         for name in ENGINES:
             path = Path(graph_dir) / f"{name}.onnx"
             if not path.is_file():
                 raise EngineMismatchError(f"missing graph {path}: run build.sh for this model first")
             try:
-                self.sessions[name] = ort_session(path, threads or engine_threads(name), spin)
+                self.sessions[name] = ort_session(path, threads or engine_threads(name, weight_only), spin)
             except Exception as exc:  # onnxruntime's own error types: a damaged or foreign graph
                 why = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
                 raise EngineMismatchError(f"ONNX Runtime cannot load {path} ({why}): rebuild with build.sh --force") from exc
