@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from typing import Generator, Iterator
 
 
@@ -35,10 +36,13 @@ class ReadAhead:
         self._source = source
         self._items: queue.Queue = queue.Queue(maxsize=max(1, depth))
         self._stop = threading.Event()
+        self.made_seconds = 0.0  # the maker's wall time, start to end
+        self.waited_seconds = 0.0  # of which it waited for the reader (`depth` items ready)
         self._thread = threading.Thread(target=self._make, daemon=True, name=name)
         self._thread.start()
 
     def _make(self) -> None:
+        start = time.perf_counter()
         try:
             for item in self._source:
                 if not self._put(item):
@@ -48,16 +52,26 @@ class ReadAhead:
             self._put(_Failed(exc))
         finally:
             self._source.close()
+            self.made_seconds = time.perf_counter() - start
 
     def _put(self, item) -> bool:
         """Hand `item` over, waiting while the reader is `depth` items behind; False once stopped."""
-        while not self._stop.is_set():
-            try:
-                self._items.put(item, timeout=0.05)
-                return True
-            except queue.Full:
-                continue
-        return False
+        try:
+            self._items.put_nowait(item)
+            return True
+        except queue.Full:
+            pass
+        t0 = time.perf_counter()
+        try:
+            while not self._stop.is_set():
+                try:
+                    self._items.put(item, timeout=0.05)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+        finally:
+            self.waited_seconds += time.perf_counter() - t0
 
     def __iter__(self) -> Iterator:
         while True:

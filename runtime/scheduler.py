@@ -101,7 +101,7 @@ class StepLoop:
                     self._run(self._take_step())
                 else:
                     self._cond.wait(self._gather_left())
-        client.add_engine_seconds(request.engine_s)
+        client.add_engine_seconds(request.engine_s, step=True)
         if request.error is not None:
             raise request.error
         return request.result
@@ -230,11 +230,15 @@ class StepClient(Backend):
         self.live = False  # between its first request and end_stream()
         self.closed = False
         self._engine_add = threading.Lock()  # its frames and its codec chunks come from two threads
+        self.step_seconds = 0.0  # engine time of its prefill, talker and predictor calls
         self.reset()
 
-    def add_engine_seconds(self, seconds: float) -> None:
+    def add_engine_seconds(self, seconds: float, step: bool = False) -> None:
+        """Count engine time: all of it, and apart that of its steps (prefill, talker, predictor)."""
         with self._engine_add:
             self.engine_seconds += seconds
+            if step:
+                self.step_seconds += seconds
 
     def new_codec_state(self):
         return self.loop.backend.new_codec_state()  # an allocation, not an engine call

@@ -81,7 +81,7 @@ class UtteranceMetrics:
     audio_seconds: float
     wall_seconds: float
     engine_seconds: float  # engines' time, the codec's included: it runs beside the frames, so this can exceed the wall time
-    host_seconds: float
+    host_seconds: float  # the frame loop's thread outside engine calls and waits (for the reader, for text)
     end_reason: str  # eos | frame_cap | max_new_tokens | context | cancelled
     segments: int
     chunks: int
@@ -506,7 +506,7 @@ class Synthesizer:
             self._cancel_mark, self._live_frames = None, 0
             self._feed = live
             backend = self.backend
-            engine_start = backend.engine_seconds
+            engine_start, steps_start = backend.engine_seconds, backend.step_seconds
             active, resumed = 0.0, time.perf_counter()
             frames = chunks = audio_samples = 0
             ttfc = None
@@ -553,10 +553,15 @@ class Synthesizer:
                     outcome["end"] = "cancelled"
                 active += time.perf_counter() - resumed
                 engine = backend.engine_seconds - engine_start
+                host = 0.0
+                if ahead is not None:
+                    stalled_s = live.stall_seconds if live is not None else 0.0
+                    host = max(ahead.made_seconds - ahead.waited_seconds - stalled_s
+                               - (backend.step_seconds - steps_start), 0.0)
                 self.last_metrics = UtteranceMetrics(
                     backend=self.backend_name, ttfc_ms=None if ttfc is None else 1000 * ttfc, frames=frames,
                     audio_seconds=audio_samples / self.sample_rate, wall_seconds=active, engine_seconds=engine,
-                    host_seconds=max(active - engine, 0.0), end_reason=outcome["end"], segments=outcome["segments"],
+                    host_seconds=host, end_reason=outcome["end"], segments=outcome["segments"],
                     chunks=chunks, fallback=backend.fallback,
                     frames_after_cancel=None if outcome["end"] != "cancelled" or self._cancel_mark is None
                     else self._live_frames - self._cancel_mark,
