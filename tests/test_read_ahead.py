@@ -14,7 +14,7 @@ import pytest
 
 from runtime.prompt import Voice
 from runtime.read_ahead import ReadAhead
-from runtime.stream import Synthesizer
+from test_stream import onnx_synth  # noqa: F401  (the fixture: a warmed-up ONNX Runtime synthesizer)
 
 
 def _wait_until(condition, timeout=10.0) -> bool:
@@ -85,14 +85,6 @@ def test_close_ends_the_maker_and_its_source():
 def test_the_source_runs_to_its_end():
     source = _Source(n=7)
     assert list(ReadAhead(source.gen, 3, name="maker")) == list(range(7))
-
-
-@pytest.fixture(scope="module")
-def onnx_synth(tiny_build, tiny_custom_voice):
-    out, _ = tiny_build
-    synth = Synthesizer.open(tiny_custom_voice, out, "onnx")
-    synth.warmup()
-    return synth
 
 
 def test_the_codec_runs_in_the_readers_thread_beside_the_frames(onnx_synth):
