@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from runtime.backends.base import Backend
+from runtime.contract import chunk_frames
 from runtime.prompt import Prompt, Voice
 from runtime.sampling import HostSampler, SamplingParams
 
@@ -111,21 +112,23 @@ def teacher_forced(ref: Backend, test: Backend, prompt: Prompt, frames: int) -> 
 
 
 def codec_snr_db(ref: Backend, test: Backend, frames: list[torch.Tensor]) -> float:
-    """SNR in dB of `test`'s codec PCM against `ref`'s, both streaming `frames` in the chunk ramp a
-    stream uses (then chunks of the largest size)."""
+    """SNR in dB of `test`'s codec PCM against `ref`'s, both streaming `frames` in the chunks a stream
+    of `ref`'s limits uses."""
     codes = torch.stack(frames).T[None]  # [1, G, F]
-    ramp = ref.limits.chunk_ramp
-    pcm = {id(ref): [], id(test): []}
-    for backend in (ref, test):
-        state, start, i = backend.new_codec_state(), 0, 0
-        while start < codes.shape[-1]:
-            size = ramp[min(i, len(ramp) - 1)]
-            out, state = backend.codec_run(codes[..., start:start + size], state)
-            pcm[id(backend)].append(out.double())
-            start, i = start + size, i + 1
-    a, b = torch.cat(pcm[id(ref)], dim=-1), torch.cat(pcm[id(test)], dim=-1)
+    a, b = (_streamed_pcm(backend, codes, ref.limits) for backend in (ref, test))
     noise = float(((a - b) ** 2).sum())
     return float("inf") if noise == 0 else 10 * float(np.log10(float((a ** 2).sum()) / noise))
+
+
+def _streamed_pcm(backend: Backend, codes: torch.Tensor, limits) -> torch.Tensor:
+    """`backend`'s codec PCM (float64) for `codes` [1, G, F], chunk by chunk with its state carried."""
+    state, start, index, parts = backend.new_codec_state(), 0, 0, []
+    while start < codes.shape[-1]:
+        size = chunk_frames(index, limits.chunk_ramp, limits.max_chunk)
+        out, state = backend.codec_run(codes[..., start:start + size], state)
+        parts.append(out.double())
+        start, index = start + size, index + 1
+    return torch.cat(parts, dim=-1)
 
 
 def measure(checkpoint, ref_build, build, frames: int = 200, speaker: str | None = None) -> dict:

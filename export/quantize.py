@@ -113,17 +113,39 @@ def _gemms_as_matmuls(model, inits: dict) -> None:
             model.graph.node.insert(index + offset, n)
 
 
-def _quantizer_class():
-    """ONNX Runtime's quantizer, imported without its side effect: the module calls
+def _quiet_import(module: str):
+    """Import one of ONNX Runtime's quantization modules without its side effect: the package calls
     `logging.basicConfig(level=INFO)`, after which every library's INFO lines (thousands from the
     ONNX optimizer) reach the build's output. The root logger is put back as it was."""
+    import importlib
+
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
-    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+    try:
+        return importlib.import_module(module)
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
 
-    root.handlers[:] = handlers
-    root.setLevel(level)
-    return MatMulNBitsQuantizer
+
+def _save_replacing(model, dst: Path, mode_of: Path | None = None) -> None:
+    """Write `model` as `dst` + `dst.data`, beside `dst` under a temporary name, then moved over it: a
+    failed write leaves the old graph whole. The external data file keeps the final name the graph
+    refers to. The graph takes `mode_of`'s file mode when given; the data file takes the graph's
+    (onnx writes it private, 0600)."""
+    import onnx
+
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=dst.parent) as tmp:
+        staged = Path(tmp) / dst.name
+        onnx.save_model(model, str(staged), save_as_external_data=True, all_tensors_to_one_file=True,
+                        location=dst.name + ".data", size_threshold=1024)
+        data = staged.with_name(dst.name + ".data")
+        if mode_of is not None:
+            shutil.copymode(mode_of, staged)
+        shutil.copymode(staged, data)
+        os.replace(data, dst.with_name(dst.name + ".data"))
+        os.replace(staged, dst)
 
 
 def quantize_graph(src: str | os.PathLike, dst: str | os.PathLike, precision: str,
@@ -132,7 +154,7 @@ def quantize_graph(src: str | os.PathLike, dst: str | os.PathLike, precision: st
     `dst` may equal `src`; it is replaced only once the quantized graph is written whole."""
     import onnx
 
-    MatMulNBitsQuantizer = _quantizer_class()
+    MatMulNBitsQuantizer = _quiet_import("onnxruntime.quantization.matmul_nbits_quantizer").MatMulNBitsQuantizer
     if precision not in WEIGHT_ONLY_BITS:
         raise ValueError(f"weight-only precision must be one of {', '.join(WEIGHT_ONLY_BITS)}, not {precision!r}")
     src, dst = Path(src), Path(dst)
@@ -150,17 +172,7 @@ def quantize_graph(src: str | os.PathLike, dst: str | os.PathLike, precision: st
         quant_log.setLevel(level)
     out = quantizer.model.model
     nodes = [n for n in out.graph.node if n.op_type == "MatMulNBits"]
-    # Written beside dst under a temporary name, then moved over it: a failed write leaves the
-    # old graph whole. The external data file keeps the final name the graph refers to.
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=dst.parent) as tmp:
-        staged = Path(tmp) / dst.name
-        onnx.save_model(out, str(staged), save_as_external_data=True, all_tensors_to_one_file=True,
-                        location=dst.name + ".data", size_threshold=1024)
-        data = staged.with_name(dst.name + ".data")
-        shutil.copymode(staged, data)  # onnx writes the data file private (0600); keep the graph's mode
-        os.replace(data, dst.with_name(dst.name + ".data"))
-        os.replace(staged, dst)
+    _save_replacing(out, dst)
     return QuantizeReport(matmuls=len(nodes), weights=len({n.input[1] for n in nodes}),
                           bytes_before=before, bytes_after=graph_bytes(dst))
 
@@ -211,12 +223,7 @@ def quantize_codec(src: str | os.PathLike, dst: str | os.PathLike, codebook_size
 
     from runtime.backends.onnx_backend import ort_session
 
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    from onnxruntime import quantization as q  # its import configures the root logger (see above)
-
-    root.handlers[:] = handlers
-    root.setLevel(level)
+    q = _quiet_import("onnxruntime.quantization")
 
     src, dst = Path(src), Path(dst)
     before = graph_bytes(src)
@@ -235,15 +242,8 @@ def quantize_codec(src: str | os.PathLike, dst: str | os.PathLike, codebook_size
         q.quantize_static(str(src), str(raw), Feeds(), quant_format=q.QuantFormat.QDQ, op_types_to_quantize=["Conv"],
                           per_channel=True, activation_type=q.QuantType.QUInt8, weight_type=q.QuantType.QInt8,
                           use_external_data_format=True, calibrate_method=q.CalibrationMethod.MinMax)
-        model = onnx.load(str(raw))
-        staged = Path(tmp) / dst.name
-        onnx.save_model(model, str(staged), save_as_external_data=True, all_tensors_to_one_file=True,
-                        location=dst.name + ".data", size_threshold=1024)
-        data = staged.with_name(dst.name + ".data")
-        shutil.copymode(src, staged)
-        shutil.copymode(src, data)
-        os.replace(data, dst.with_name(dst.name + ".data"))
-        os.replace(staged, dst)
+        model = onnx.load(str(raw))  # with its external data, before the folder goes
+    _save_replacing(model, dst, mode_of=src)
     nodes = onnx.load(str(dst), load_external_data=False).graph.node
     made_by = {out: n.op_type for n in nodes for out in n.output}
     convs = sum(1 for n in nodes if n.op_type == "Conv" and made_by.get(n.input[1]) == "DequantizeLinear")

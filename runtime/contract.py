@@ -44,6 +44,12 @@ def onnx_runtime_only(limits: "EngineLimits") -> str | None:
     return None
 
 
+def chunk_frames(index: int, ramp: tuple[int, ...], max_chunk: int) -> int:
+    """Frames in a stream's chunk number `index`: the ramp's sizes in turn, then its last size, never
+    more than the codec takes in one call."""
+    return min(ramp[min(index, len(ramp) - 1)], max_chunk)
+
+
 def activation_dtype(precision: str) -> str:
     return ACTIVATION_DTYPES.get(precision, "float32")
 

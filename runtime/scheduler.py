@@ -243,9 +243,12 @@ class StepClient(Backend):
     def new_codec_state(self):
         return self.loop.backend.new_codec_state()  # an allocation, not an engine call
 
-    def _ask(self, kind: str, *args):
+    def _check_open(self) -> None:
         if self.closed:
             raise BackendUnavailableError("this stream's slot was closed")
+
+    def _ask(self, kind: str, *args):
+        self._check_open()
         self.live = True
         return self.loop._ask(self, kind, *args)
 
@@ -266,8 +269,7 @@ class StepClient(Backend):
         return self._ask("predict", hidden, code0, noise, temperature, top_k, top_p)
 
     def codec_run(self, codes, state):
-        if self.closed:
-            raise BackendUnavailableError("this stream's slot was closed")
+        self._check_open()  # not `_ask`: a codec chunk is not a step, and does not make the stream live
         return self.loop._codec(self, codes, state)
 
     def end_stream(self) -> None:

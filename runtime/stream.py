@@ -30,6 +30,7 @@ from .backends import open_backend
 from .backends.base import Backend
 from .checkpoint import resolve_checkpoint
 from .config import ASSISTANT_TEMPLATE
+from .contract import chunk_frames
 from .decode_loop import TEXT_STALL, FrameLoop
 from .embed import Embedder
 from .errors import PromptError
@@ -423,7 +424,7 @@ class Synthesizer:
         return ramp
 
     def _chunk_size(self, index: int, ramp: tuple[int, ...]) -> int:
-        return min(ramp[min(index, len(ramp) - 1)], self.backend.limits.max_chunk)
+        return chunk_frames(index, ramp, self.backend.limits.max_chunk)
 
     def _encode(self, pcm: torch.Tensor) -> np.ndarray:
         samples = pcm.detach().float().cpu().numpy().reshape(-1)
