@@ -20,6 +20,7 @@ agreement measured here is a pessimistic stand-in for real weights. docs/benchma
 the figures and why the thresholds are where they are.
 
     python -m export.quality_gate -m CHECKPOINT --ref-build builds/cpu/M --build OTHER/cpu/M --frames 200
+    (--build again for another build: one fp32 pass serves all of them)
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -71,11 +73,12 @@ def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).norm() / b.norm().clamp_min(1e-30))
 
 
-def teacher_forced(ref: Backend, test: Backend, prompt: Prompt, frames: int) -> Agreement:
-    """Run `frames` frames of `prompt` on both backends with the fp32 (`ref`) inputs; see the module doc."""
+def teacher_forced(ref: Backend, tests: Sequence[Backend], prompt: Prompt, frames: int) -> list[Agreement]:
+    """Run `frames` frames of `prompt` on `ref` and on each of `tests` with the fp32 (`ref`) inputs,
+    one fp32 pass for all of them; see the module doc. One Agreement per test backend."""
     cfg = ref.config
     groups = cfg.talker.num_code_groups - 1
-    if prompt.length + frames >= min(ref.limits.max_context, test.limits.max_context):
+    if prompt.length + frames >= min(b.limits.max_context for b in (ref, *tests)):
         raise ValueError(f"{frames} frames after a {prompt.length}-position prompt do not fit the builds' context")
     # Greedy with the official rules; EOS is held off for the whole run (min_new_tokens) so that
     # every run measures `frames` frames, whatever the random weights would pick.
@@ -83,32 +86,34 @@ def teacher_forced(ref: Backend, test: Backend, prompt: Prompt, frames: int) -> 
     pick_ref = HostSampler(params, cfg.ids, cfg.talker.vocab_size)
     noise = torch.zeros((1, groups, ref.limits.top_k_max))
     controls = (torch.zeros(1), torch.tensor([ref.limits.top_k_max]), torch.ones(1))  # temperature 0: argmax
-    out = Agreement(codes_agree=[0] * groups)
+    outs = [Agreement(codes_agree=[0] * groups) for _ in tests]
     logits_r, hidden_r = ref.prefill(prompt.embeds)
-    logits_t, hidden_t = test.prefill(prompt.embeds)
+    steps = [test.prefill(prompt.embeds) for test in tests]  # each test's (logits, hidden)
     s = prompt.length
     for step in range(frames):
-        # The quantized talker's pick under the same rules and the same history as the fp32 one.
-        pick_test = HostSampler(params, cfg.ids, cfg.talker.vocab_size)
-        pick_test.seen[:] = pick_ref.seen
-        c0_t = pick_test.talker(logits_t.cpu().numpy(), step)
+        # Each quantized talker's pick under the same rules and the same history as the fp32 one.
+        seen = pick_ref.seen.copy()
         c0 = pick_ref.talker(logits_r.cpu().numpy(), step)
-        out.frames += 1
-        out.code0_agree += int(c0 == c0_t)
-        out.logits_rel_err.append(_rel(logits_t, logits_r))
-        out.hidden_rel_err.append(_rel(hidden_t, hidden_r))
         code0 = torch.tensor([c0])
         codes_r, embed_r = ref.predict_frame(hidden_r, code0, noise, *controls)
-        codes_t, _ = test.predict_frame(hidden_r, code0, noise, *controls)
-        for k, same in enumerate((codes_r[0].cpu() == codes_t[0].cpu()).tolist()):
-            out.codes_agree[k] += int(same)
-        out.codes.append(torch.cat([code0, codes_r[0].cpu()]))
+        frame = torch.cat([code0, codes_r[0].cpu()])
+        for test, out, (logits_t, hidden_t) in zip(tests, outs, steps):
+            pick_test = HostSampler(params, cfg.ids, cfg.talker.vocab_size)
+            pick_test.seen[:] = seen
+            out.frames += 1
+            out.code0_agree += int(c0 == pick_test.talker(logits_t.cpu().numpy(), step))
+            out.logits_rel_err.append(_rel(logits_t, logits_r))
+            out.hidden_rel_err.append(_rel(hidden_t, hidden_r))
+            codes_t, _ = test.predict_frame(hidden_r, code0, noise, *controls)
+            for k, same in enumerate((codes_r[0].cpu() == codes_t[0].cpu()).tolist()):
+                out.codes_agree[k] += int(same)
+            out.codes.append(frame)
         if step == frames - 1:
             break
         x = embed_r.to("cpu", torch.float32)[:, None] + prompt.text_input(step)
         logits_r, hidden_r = ref.decode(x, s + step)
-        logits_t, hidden_t = test.decode(x, s + step)
-    return out
+        steps = [test.decode(x, s + step) for test in tests]
+    return outs
 
 
 def codec_snr_db(ref: Backend, test: Backend, frames: list[torch.Tensor]) -> float:
@@ -131,37 +136,39 @@ def _streamed_pcm(backend: Backend, codes: torch.Tensor, limits) -> torch.Tensor
     return torch.cat(parts, dim=-1)
 
 
-def measure(checkpoint, ref_build, build, frames: int = 200, speaker: str | None = None) -> dict:
-    """The gate's figures for one build against the fp32 build, per prompt ("mode")."""
+def measure(checkpoint, ref_build, builds: Sequence, frames: int = 200, speaker: str | None = None) -> list[dict]:
+    """The gate's figures for each of `builds` against the fp32 build, per prompt ("mode"), in the
+    order given. The fp32 build runs once for all of them."""
     from runtime.backends import open_backend
     from runtime.stream import Synthesizer
 
     ref = open_backend("onnx", checkpoint, ref_build)
-    test = open_backend("onnx", checkpoint, build)
+    tests = [open_backend("onnx", checkpoint, build) for build in builds]
     synth = Synthesizer(ref, checkpoint)
     speaker = speaker or (sorted(synth.config.speakers)[0] if synth.config.speakers else None)
-    results = {}
+    results: list[dict] = [{} for _ in tests]
     for mode, text in TEXTS.items():
         voice = Voice(speaker=speaker, language="english", non_streaming_text=mode == "non-streaming")
         prompt = synth.prompts.build(text, voice)
-        agreement = teacher_forced(ref, test, prompt, frames)
-        if test.limits.codec_precision != ref.limits.codec_precision:
-            agreement.codec_snr_db = codec_snr_db(ref, test, agreement.codes)
-        results[mode] = agreement.summary()
-    return dict(precision=test.limits.precision, codec_precision=test.limits.codec_precision,
-                frames_per_mode=frames, modes=results)
+        for test, agreement, result in zip(tests, teacher_forced(ref, tests, prompt, frames), results):
+            if test.limits.codec_precision != ref.limits.codec_precision:
+                agreement.codec_snr_db = codec_snr_db(ref, test, agreement.codes)
+            result[mode] = agreement.summary()
+    return [dict(precision=test.limits.precision, codec_precision=test.limits.codec_precision,
+                 frames_per_mode=frames, modes=result) for test, result in zip(tests, results)]
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m export.quality_gate", description=__doc__.split("\n\n")[0])
     ap.add_argument("-m", "--model", required=True, help="checkpoint directory")
     ap.add_argument("--ref-build", required=True, help="the fp32 build folder")
-    ap.add_argument("--build", required=True, help="the build to measure (int8, int4, ...)")
+    ap.add_argument("--build", required=True, action="append",
+                    help="a build to measure (int8, int4, ...); repeat it to measure several against one fp32 pass")
     ap.add_argument("--frames", type=int, default=200)
     ap.add_argument("--json", help="write the figures here too")
     args = ap.parse_args(argv)
     figures = measure(args.model, args.ref_build, args.build, args.frames)
-    text = json.dumps(figures, indent=1)
+    text = json.dumps(figures[0] if len(figures) == 1 else figures, indent=1)  # one build: its figures alone
     print(text)
     if args.json:
         with open(args.json, "w") as f:

@@ -81,9 +81,21 @@ def test_onnx_runtime_speaks_a_weight_only_build(int_builds, tiny_build, tiny_cu
     # too narrow to say much about agreement: the gate measures that at real shapes).
     ref = open_backend("onnx", tiny_custom_voice, tiny_build[0])
     prompt = synth.prompts.build(TEXT, Voice(speaker="ryan", language="english"))
-    figures = teacher_forced(ref, synth.backend, prompt, frames=20).summary()
+    figures = teacher_forced(ref, [synth.backend], prompt, frames=20)[0].summary()
     assert figures["frames"] == 20
     assert 0 < figures["logits_rel_err_mean"] < (0.05 if precision == "int8" else 0.3), figures
+
+
+def test_one_fp32_pass_measures_several_builds_as_separate_passes_do(int_builds, tiny_build, tiny_custom_voice):
+    # The gate runs fp32 once for int8 and int4 together; each build's figures must be what a pass
+    # of its own gives (no state or history shared between the builds measured).
+    ref = open_backend("onnx", tiny_custom_voice, tiny_build[0])
+    tests = [open_backend("onnx", tiny_custom_voice, int_builds[p]) for p in ("int8", "int4")]
+    prompt = Synthesizer(ref, tiny_custom_voice).prompts.build(TEXT, Voice(speaker="ryan", language="english"))
+    together = [a.summary() for a in teacher_forced(ref, tests, prompt, frames=12)]
+    alone = [teacher_forced(ref, [test], prompt, frames=12)[0].summary() for test in tests]
+    assert together == alone
+    assert together[0] != together[1]  # the two builds differ, so a mix-up would show
 
 
 def test_weight_only_builds_are_refused_where_they_cannot_run(int_builds, tiny_custom_voice):
