@@ -16,6 +16,7 @@ shared after quantization.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -214,6 +215,26 @@ def codec_calibration_feeds(session, codebook_size: int, chunk: int, seed: int =
             state = session.run(None, feeds)[1:]
 
 
+class _PreprocessingAdvice(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "pre-processing before quantization" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _without_preprocessing_advice():
+    """`quantize_static` logs twice on the root logger that the graph was not pre-processed
+    (`quant_pre_process`: shape inference and ORT's own optimizations, for graphs with unknown
+    shapes). The codec graph is exported with its shapes and ORT optimizes it when it loads, so
+    the advice would only be noise in build.sh's output; every other line still comes through."""
+    advice = _PreprocessingAdvice()
+    root = logging.getLogger()
+    root.addFilter(advice)
+    try:
+        yield
+    finally:
+        root.removeFilter(advice)
+
+
 def quantize_codec(src: str | os.PathLike, dst: str | os.PathLike, codebook_size: int, chunk: int,
                    seed: int = 0) -> CodecQuantizeReport:
     """Write `dst` (+ `dst.data`): the fp32 codec graph `src` with its Convs in int8 (QDQ), their
@@ -237,7 +258,7 @@ def quantize_codec(src: str | os.PathLike, dst: str | os.PathLike, codebook_size
             return next(self._it, None)
 
     dst.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=dst.parent) as tmp:
+    with tempfile.TemporaryDirectory(dir=dst.parent) as tmp, _without_preprocessing_advice():
         raw = Path(tmp) / "raw.onnx"
         q.quantize_static(str(src), str(raw), Feeds(), quant_format=q.QuantFormat.QDQ, op_types_to_quantize=["Conv"],
                           per_channel=True, activation_type=q.QuantType.QUInt8, weight_type=q.QuantType.QInt8,
