@@ -138,6 +138,18 @@ class Prompt:
 class PromptBuilder:
     def __init__(self, cfg: ModelConfig, tokenizer: TextTokenizer, embedder: Embedder):
         self.cfg, self.tok, self.emb = cfg, tokenizer, embedder
+        self._fixed_text: dict[tuple[int, ...], torch.Tensor] = {}
+
+    def _text_of_fixed_ids(self, ids: list[int]) -> torch.Tensor:
+        """`emb.text(ids)` for ids every prompt has (the tts control ids, the assistant role), made
+        once: each text projection reads its ~25 MB of weights (0.6B), ~1 ms before the first audio.
+        The same call on the same ids, so the vectors are the ones a fresh call gives."""
+        key = tuple(ids)
+        if key not in self._fixed_text:
+            if len(self._fixed_text) >= 8:  # only a handful of fixed lists exist; never grow with text
+                self._fixed_text.clear()
+            self._fixed_text[key] = self.emb.text(ids)
+        return self._fixed_text[key]
 
     # -- validation ---------------------------------------------------------------------------
     def _language_id(self, voice: Voice) -> int | None:
@@ -224,7 +236,7 @@ class PromptBuilder:
             self.tok.check_text(voice.ref_text, "the reference transcript")
 
         emb = self.emb
-        tb, te, tp = emb.text([ids.tts_bos, ids.tts_eos, ids.tts_pad]).split(1, dim=1)
+        tb, te, tp = self._text_of_fixed_ids([ids.tts_bos, ids.tts_eos, ids.tts_pad]).split(1, dim=1)
         parts = []
         if voice.instruct:
             self.tok.check_text(voice.instruct, "the instruct")
@@ -232,7 +244,7 @@ class PromptBuilder:
                 parts.append(emb.text(self.tok.encode(INSTRUCT_TEMPLATE.format(text=voice.instruct))))
             else:  # the official wrapper drops it too ([W] L799-800)
                 warnings.warn(f"this {self.cfg.size} {self.cfg.variant} checkpoint ignores instruct text", stacklevel=2)
-        parts.append(emb.text(role_ids))
+        parts.append(self._text_of_fixed_ids(role_ids))
 
         think = [ids.codec_nothink, ids.codec_think_bos, ids.codec_think_eos] if lang_id is None else \
             [ids.codec_think, ids.codec_think_bos, lang_id, ids.codec_think_eos]

@@ -171,10 +171,13 @@ class Synthesizer:
         """Validate the request and build one prompt per piece of text (errors surface here)."""
         return [self.prompts.build(piece, voice) for piece in self._plan(text, voice, params)]
 
-    def _plan(self, text: str, voice: Voice, params: SamplingParams | None) -> list[str]:
+    def _plan(self, text: str, voice: Voice, params: SamplingParams | None,
+              first: dict[str, Prompt] | None = None) -> list[str]:
         """Validate everything about the request and split its text into pieces that each fit one
         context. Only strings are kept: prompts are built one at a time as the stream reaches
-        them, so memory stays bounded whatever the text."""
+        them, so memory stays bounded whatever the text. `first`, when given, receives the first
+        piece's prompt if the split already built it (it does for a text that fits one context),
+        so that the stream does not build it again before its first audio."""
         limits = self.backend.limits
         params = params or self.default_params()
         self._check_request(voice, params)
@@ -190,6 +193,7 @@ class Synthesizer:
         # A piece's prompt lengths depend only on its token count (the voice being fixed), so each
         # count is built once: splitting then costs a tokenization per test, not a prompt build.
         sizes: dict[int, tuple[int, int, int]] = {}
+        built: dict[str, Prompt] = {}  # during the split only: the first piece's is kept
 
         def size(piece: str) -> tuple[int, int, int] | None:
             """(prompt length, text positions, EOS-guard frames) of `piece`; None: not a length problem."""
@@ -202,6 +206,8 @@ class Synthesizer:
                 except PromptError:
                     return None  # e.g. only spaces: the check below reports it
                 sizes[n] = (p.length, p.text_positions, min(self._frame_cap(p), max_frames))
+                if first is not None:
+                    built[piece] = p
             return sizes[n]
 
         def fits(piece: str) -> bool:
@@ -210,6 +216,8 @@ class Synthesizer:
             return s is None or (s[0] <= limits.max_prompt and s[1] + s[2] < limits.max_context)
 
         pieces = split_text(text, fits)
+        if first is not None and pieces[0] in built:
+            first[pieces[0]] = built[pieces[0]]
         for piece in pieces:
             length, positions, _ = size(piece) or (0, 0, 0)
             if length > limits.max_prompt or positions >= limits.max_context:
@@ -223,12 +231,13 @@ class Synthesizer:
         `chunk_ramp` overrides `StreamOptions.chunk_ramp` for this request."""
         t_request = time.perf_counter()
         params = params or self.default_params()
-        pieces = self._plan(text, voice, params)
+        first: dict[str, Prompt] = {}
+        pieces = self._plan(text, voice, params, first)
         ramp = self.check_chunk_ramp(chunk_ramp)
 
         def frames(outcome):
             outcome["segments"] = len(pieces)
-            return self._segment_frames(pieces, voice, params, outcome)
+            return self._segment_frames(pieces, voice, params, outcome, first)
 
         return self._start(self._run(frames, voice, params, t_request, ramp))
 
@@ -432,10 +441,12 @@ class Synthesizer:
             return to_pcm16(samples)
         return samples.astype(np.float32, copy=False)
 
-    def _segment_frames(self, pieces: list[str], voice: Voice, params: SamplingParams, outcome: dict):
-        """Frames of every piece of text in turn; `outcome["end"]` records the last non-EOS ending."""
+    def _segment_frames(self, pieces: list[str], voice: Voice, params: SamplingParams, outcome: dict,
+                        built: dict[str, Prompt] | None = None):
+        """Frames of every piece of text in turn; `outcome["end"]` records the last non-EOS ending.
+        `built`: prompts `_plan` already made (taken once, then dropped)."""
         for piece in pieces:
-            prompt = self.prompts.build(piece, voice)
+            prompt = (built or {}).pop(piece, None) or self.prompts.build(piece, voice)
             cap = self._frame_cap(prompt)
             yield from self.loop.frames(prompt, replace(params, max_new_tokens=min(params.max_new_tokens, cap + 1)))
             seg_end = self.loop.last.end_reason

@@ -13,7 +13,7 @@ from conftest import edited_checkpoint
 from runtime.backends import open_backend
 from runtime.checkpoint import load_networks
 from runtime.errors import EngineMismatchError, PromptError
-from runtime.prompt import Voice
+from runtime.prompt import PromptBuilder, Voice
 from runtime.reference import Reference
 from runtime.sampling import SamplingParams
 from runtime.stream import StreamOptions, Synthesizer
@@ -180,6 +180,29 @@ def test_long_text_is_split_and_streamed_as_one(tiny_build, tiny_custom_voice):
     with torch.inference_mode():
         whole = load_networks(tiny_custom_voice).codec.decode(codes.T[None])[0].numpy()
     assert np.abs(pcm - whole).max() <= 1e-4
+
+
+def test_a_one_piece_text_builds_its_prompt_once_and_as_a_fresh_builder_would(onnx_synth):
+    # Before the first audio: the split's prompt is the stream's (not built twice), and the
+    # vectors every prompt shares are made once; neither may change what the prompt holds.
+    built = []
+    real_build = onnx_synth.prompts.build
+
+    def counting_build(text, voice=Voice()):
+        built.append(text)
+        return real_build(text, voice)
+
+    onnx_synth.prompts.build = counting_build
+    try:
+        codes, _ = _codes_of(onnx_synth, TEXT, VOICE, GREEDY)
+    finally:
+        del onnx_synth.prompts.build
+    assert built.count(TEXT) == 1, built
+    fresh = PromptBuilder(onnx_synth.config, onnx_synth.prompts.tok, onnx_synth.prompts.emb)
+    for voice in (VOICE, Voice(speaker="ryan", language="english", non_streaming_text=True)):
+        a, b = onnx_synth.prompts.build(TEXT, voice), fresh.build(TEXT, voice)
+        assert all(torch.equal(x, y) for x, y in ((a.embeds, b.embeds), (a.trailing, b.trailing), (a.pad, b.pad)))
+    assert torch.equal(codes, _codes_of(onnx_synth, TEXT, VOICE, GREEDY)[0])
 
 
 def test_clear_errors_before_streaming(onnx_synth):
