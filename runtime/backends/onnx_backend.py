@@ -51,15 +51,18 @@ def engine_threads(engine: str, weight_only: bool, cores: int | None = None) -> 
 
     The prefill runs alone (the first audio waits for it) and takes every core. The step engines
     (talker_decode, predictor) and the codec run side by side, the codec on the last frames while
-    the steps make the next ones (runtime/read_ahead.py). With weight-only int8/int4 graphs they
-    split the cores (one each on two): such a step gains little from a second thread (the
-    predictor ran as fast on one as on two at 0.6B int4), while waking a pool's threads for each
-    of its ~5,700 small operators per frame costs. fp32/fp16 steps stream 4-8x the bytes and need
-    every core's share of memory bandwidth, so then every engine takes every core."""
+    the steps make the next ones (runtime/read_ahead.py). With weight-only int8/int4 graphs the
+    predictor and the codec take half the cores each (one on two): the predictor gains nothing
+    from a second thread (46 ms on one vs 58 on two at 0.6B int4: waking a pool's threads for each
+    of its ~5,700 small operators per frame costs more than it gains). The talker step, 28 layers
+    of larger MatMuls, does gain: with every core it made frames 10-23% faster in each of six
+    interleaved rounds (docs/benchmarks.md), though it then shares a core with the codec while both
+    run. fp32/fp16 steps stream 4-8x the bytes and need every core's share of memory bandwidth,
+    so then every engine takes every core."""
     if THREADS:
         return THREADS
     cores = cores or os.cpu_count() or 1
-    if engine == "talker_prefill" or not weight_only:
+    if engine in ("talker_prefill", "talker_decode") or not weight_only:
         return cores
     return max(1, cores // 2)
 
