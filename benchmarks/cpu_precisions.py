@@ -44,28 +44,36 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
+def wrap_engine_calls(backend, names, record) -> None:
+    """Wrap the backend's methods `names` so that each call, when it returns or raises, calls
+    `record(name, start, end, thread_name)` (perf_counter seconds) under one lock: the codec's
+    calls come from another thread than the frame loop's."""
+    lock = threading.Lock()
+    for name in names:
+        inner = getattr(backend, name)
+
+        def timed(*args, _inner=inner, _name=name, **kwargs):
+            t0 = time.perf_counter()
+            try:
+                return _inner(*args, **kwargs)
+            finally:
+                with lock:
+                    record(_name, t0, time.perf_counter(), threading.current_thread().name)
+
+        setattr(backend, name, timed)
+
+
 def _timed_backend(backend) -> dict:
     """Count each engine call's wall time per component, by wrapping the backend's own methods."""
     spent = dict.fromkeys(COMPONENTS, 0.0)
-    lock = threading.Lock()  # the codec's calls come from another thread than the frame loop's
-
-    def wrap(name, component):
-        inner = getattr(backend, name)
-
-        def timed(*args, **kwargs):
-            t0 = time.perf_counter()
-            try:
-                return inner(*args, **kwargs)
-            finally:
-                with lock:
-                    spent[component] += time.perf_counter() - t0
-        setattr(backend, name, timed)
-
     # the step loop runs a talker step as decode_rows (which calls decode for a lone stream): wrap
     # only the outer one, or the step would count twice
-    for name, component in (("prefill", "talker"), ("decode_rows", "talker"), ("predict_frame", "predictor"),
-                            ("codec_run", "codec")):
-        wrap(name, component)
+    component = {"prefill": "talker", "decode_rows": "talker", "predict_frame": "predictor", "codec_run": "codec"}
+
+    def add(name, t0, t1, _thread):
+        spent[component[name]] += t1 - t0
+
+    wrap_engine_calls(backend, component, add)
     return spent
 
 

@@ -17,30 +17,13 @@ import argparse
 import json
 import statistics
 import sys
-import threading
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cpu_precisions import TEXT  # noqa: E402  (the same text as the precision table)
+from cpu_precisions import TEXT, wrap_engine_calls  # noqa: E402  (the same text as the precision table)
 
 ENGINE_CALLS = ("prefill", "decode", "predict_frame", "codec_step")
-
-
-def _record_calls(backend, calls: list, lock: threading.Lock) -> None:
-    """Wrap the backend's engine methods so each call appends (name, start, end, thread)."""
-    for name in ENGINE_CALLS:
-        inner = getattr(backend, name)
-
-        def timed(*args, _inner=inner, _name=name, **kwargs):
-            t0 = time.perf_counter()
-            try:
-                return _inner(*args, **kwargs)
-            finally:
-                with lock:
-                    calls.append((_name, t0, time.perf_counter(), threading.current_thread().name))
-
-        setattr(backend, name, timed)
 
 
 def measure(model: str, build_dir: str, runs: int, speaker: str = "ryan") -> dict:
@@ -52,7 +35,7 @@ def measure(model: str, build_dir: str, runs: int, speaker: str = "ryan") -> dic
     voice = Voice(speaker=speaker, language="english")
     params = synth.greedy_params(max_new_tokens=8)
     calls: list = []
-    _record_calls(synth.backend, calls, threading.Lock())
+    wrap_engine_calls(synth.backend, ENGINE_CALLS, lambda *call: calls.append(call))
     utterances = []
     for _ in range(runs):
         calls.clear()
