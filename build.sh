@@ -5,4 +5,4 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")" && pwd)"
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
-exec python -m export.build "$@"
+exec python -m qwen3_tts_trt.export.build "$@"

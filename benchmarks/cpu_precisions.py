@@ -78,9 +78,9 @@ def _timed_backend(backend) -> dict:
 
 
 def run_ours(model: str, build: str, frames: int, runs: int, sampled: bool, speaker: str) -> dict:
-    from runtime.prompt import Voice
-    from runtime.sampling import SamplingParams
-    from runtime.stream import Synthesizer
+    from qwen3_tts_trt.runtime.prompt import Voice
+    from qwen3_tts_trt.runtime.sampling import SamplingParams
+    from qwen3_tts_trt.runtime.stream import Synthesizer
 
     synth = Synthesizer.open(model, build, backend="onnx")
     # the engine itself, under the step loop: the stream's own client only hands calls to the loop, so
@@ -111,7 +111,7 @@ def run_ours(model: str, build: str, frames: int, runs: int, sampled: bool, spea
 
 def _frame_loop_host_ms(synth, spent: dict, text: str, voice, params, frames: int, runs: int) -> float:
     """Host ms per frame of the frame loop alone (no codec): its wall time less its engines' time."""
-    from runtime.decode_loop import FrameLoop
+    from qwen3_tts_trt.runtime.decode_loop import FrameLoop
 
     prompt = synth.prepare(text, voice, params)[0]
     hosts = []

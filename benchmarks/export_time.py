@@ -17,11 +17,11 @@ from pathlib import Path
 
 import onnx
 
-from export import onnx_graphs
-from export.build import ort_parity
-from export.op_support import check_model
-from runtime.checkpoint import load_networks, resolve_checkpoint
-from runtime.contract import EngineLimits, engine_specs
+from qwen3_tts_trt.export import onnx_graphs
+from qwen3_tts_trt.export.build import ort_parity
+from qwen3_tts_trt.export.op_support import check_model
+from qwen3_tts_trt.runtime.checkpoint import load_networks, resolve_checkpoint
+from qwen3_tts_trt.runtime.contract import EngineLimits, engine_specs
 
 
 def op_counts(path: Path) -> Counter:

@@ -27,8 +27,8 @@ ENGINE_CALLS = ("prefill", "decode", "predict_frame", "codec_step")
 
 
 def measure(model: str, build_dir: str, runs: int, speaker: str = "ryan") -> dict:
-    from runtime.prompt import Voice
-    from runtime.stream import Synthesizer
+    from qwen3_tts_trt.runtime.prompt import Voice
+    from qwen3_tts_trt.runtime.stream import Synthesizer
 
     synth = Synthesizer.open(model, build_dir, backend="onnx")
     synth.warmup()

@@ -30,8 +30,8 @@ from pipecat.pipeline.worker import PipelineParams, PipelineWorker  # noqa: E402
 from pipecat.processors.frame_processor import FrameProcessor  # noqa: E402
 from pipecat.workers.runner import WorkerRunner  # noqa: E402
 
-from pipecat_service import Qwen3TTSService, Qwen3TTSSettings  # noqa: E402
-from runtime.stream import Synthesizer  # noqa: E402
+from qwen3_tts_trt.pipecat_service import Qwen3TTSService, Qwen3TTSSettings  # noqa: E402
+from qwen3_tts_trt.runtime.stream import Synthesizer  # noqa: E402
 
 REPLY = ("Sure, I can help with that. Your order shipped this morning and should arrive on Thursday. "
          "Is there anything else you would like to know?")

@@ -31,8 +31,8 @@ from pipecat.pipeline.worker import PipelineParams, PipelineWorker  # noqa: E402
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor  # noqa: E402
 from pipecat.workers.runner import WorkerRunner  # noqa: E402
 
-from pipecat_service import Qwen3TTSService, Qwen3TTSSettings  # noqa: E402
-from runtime.manifest import default_build_dir  # noqa: E402
+from qwen3_tts_trt.pipecat_service import Qwen3TTSService, Qwen3TTSSettings  # noqa: E402
+from qwen3_tts_trt.runtime.manifest import default_build_dir  # noqa: E402
 
 TURNS = [
     "Hello! Thanks for calling. How can I help you today?",

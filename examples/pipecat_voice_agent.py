@@ -40,8 +40,8 @@ from pipecat.services.openai.stt import OpenAISTTService  # noqa: E402
 from pipecat.transports.base_transport import BaseTransport, TransportParams  # noqa: E402
 from pipecat.workers.runner import WorkerRunner  # noqa: E402
 
-from pipecat_service import Qwen3TTSService, Qwen3TTSSettings  # noqa: E402
-from runtime.stream import Synthesizer  # noqa: E402
+from qwen3_tts_trt.pipecat_service import Qwen3TTSService, Qwen3TTSSettings  # noqa: E402
+from qwen3_tts_trt.runtime.stream import Synthesizer  # noqa: E402
 
 SYSTEM_PROMPT = ("You are a friendly voice assistant. Answer in one or two short spoken sentences, "
                  "without lists, markdown or emoji.")

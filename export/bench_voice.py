@@ -1,7 +1,7 @@
 """Time to make a voice from a recording: this runtime (ONNX Runtime and PyTorch, CPU) against
 the official qwen-tts `create_voice_clone_prompt`, on the same machine, checkpoint and audio.
 
-    python -m export.bench_voice --checkpoint checkpoints/0.6b-base --json out/bench-voice.json
+    python -m qwen3_tts_trt.export.bench_voice --checkpoint checkpoints/0.6b-base --json out/bench-voice.json
 
 A voice here is what the official prompt item holds: the x-vector and the ICL reference codes of
 a WAV file (read, mixed to mono, resampled to 24 kHz, both encoders). The recordings are made by
@@ -46,8 +46,8 @@ def timed(fn, runs: int) -> dict:
 
 
 def export_voice_graphs(checkpoint: Path, out: Path) -> dict[str, Path]:
-    from runtime.config import load_model_config
-    from runtime.contract import VOICE_ENGINES, EngineLimits, engine_specs
+    from qwen3_tts_trt.runtime.config import load_model_config
+    from qwen3_tts_trt.runtime.contract import VOICE_ENGINES, EngineLimits, engine_specs
 
     from . import onnx_graphs
 
@@ -74,8 +74,8 @@ def main(argv=None) -> int:
     import soundfile as sf
     import torch
 
-    from runtime.backends.encoders import OnnxVoiceEncoders, TorchVoiceEncoders
-    from runtime.voice import make_voice
+    from qwen3_tts_trt.runtime.backends.encoders import OnnxVoiceEncoders, TorchVoiceEncoders
+    from qwen3_tts_trt.runtime.voice import make_voice
 
     checkpoint = Path(args.checkpoint)
     work = Path(tempfile.mkdtemp(prefix="bench-voice-"))

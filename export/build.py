@@ -24,15 +24,15 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from runtime.checkpoint import load_networks, resolve_checkpoint
-from runtime.config import load_model_config
-from runtime.contract import (CODEC, CODEC_ENCODER, CODEC_PRECISIONS, PRECISIONS, TALKER_DECODE, TALKER_PREFILL,
+from qwen3_tts_trt.runtime.checkpoint import load_networks, resolve_checkpoint
+from qwen3_tts_trt.runtime.config import load_model_config
+from qwen3_tts_trt.runtime.contract import (CODEC, CODEC_ENCODER, CODEC_PRECISIONS, PRECISIONS, TALKER_DECODE, TALKER_PREFILL,
                               PREDICTOR, WEIGHT_ONLY_BITS, EngineLimits, dim_ranges, engine_specs, onnx_runtime_only,
                               specs_to_json)
-from runtime.device_info import detect_gpu, tensorrt_version
-from runtime.errors import EngineMismatchError, Qwen3TTSError
-from runtime.identity import weights_identity
-from runtime.manifest import MANIFEST, SCHEMA, limits_of
+from qwen3_tts_trt.runtime.device_info import detect_gpu, tensorrt_version
+from qwen3_tts_trt.runtime.errors import EngineMismatchError, Qwen3TTSError
+from qwen3_tts_trt.runtime.identity import weights_identity
+from qwen3_tts_trt.runtime.manifest import MANIFEST, SCHEMA, limits_of
 
 from . import onnx_graphs, quantize
 from .op_support import check_model
@@ -142,7 +142,7 @@ def ort_parity(module: torch.nn.Module, spec, path: Path, max_batch: int = 1) ->
     second with several rows where the graph has a batch axis)."""
     import numpy as np
 
-    from runtime.backends.onnx_backend import ort_session
+    from qwen3_tts_trt.runtime.backends.onnx_backend import ort_session
 
     sess = ort_session(path)
     worst = 0.0

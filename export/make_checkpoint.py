@@ -5,7 +5,7 @@ build pipeline run on checkpoints written here: the same files, key names, shape
 and special ids as the released ones, with random values. The official `qwen-tts` package loads
 them as it loads the real ones, which is what makes parity tests against it meaningful.
 
-    python -m export.make_checkpoint --preset tiny --variant custom_voice --out ckpt/tiny-cv
+    python -m qwen3_tts_trt.export.make_checkpoint --preset tiny --variant custom_voice --out ckpt/tiny-cv
 """
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ from pathlib import Path
 
 import torch
 
-from runtime.config import codec_encoder_config, parse_model_config
-from runtime.model.codec import CausalConv, CodecDecoder, SnakeBeta
-from runtime.model.codec_encoder import CodecEncoder
-from runtime.model.predictor import Predictor
-from runtime.model.talker import Talker
+from qwen3_tts_trt.runtime.config import codec_encoder_config, parse_model_config
+from qwen3_tts_trt.runtime.model.codec import CausalConv, CodecDecoder, SnakeBeta
+from qwen3_tts_trt.runtime.model.codec_encoder import CodecEncoder
+from qwen3_tts_trt.runtime.model.predictor import Predictor
+from qwen3_tts_trt.runtime.model.talker import Talker
 
 from .tokenizer_files import write_tokenizer_files
 

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import torch
 
-from runtime.checkpoint import Networks
-from runtime.contract import VOICE_ENGINES, EngineLimits, EngineSpec, dim_ranges, engine_specs
-from runtime.model.engines import build_engine_modules
+from qwen3_tts_trt.runtime.checkpoint import Networks
+from qwen3_tts_trt.runtime.contract import VOICE_ENGINES, EngineLimits, EngineSpec, dim_ranges, engine_specs
+from qwen3_tts_trt.runtime.model.engines import build_engine_modules
 
 OPSET = 18
 TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,
@@ -33,9 +33,9 @@ def engine_modules(nets: Networks, limits: EngineLimits) -> dict[str, torch.nn.M
 def voice_encoder_modules(model_dir) -> dict[str, torch.nn.Module]:
     """The speaker and codec encoders of a Base checkpoint (always fp32), keyed by contract name;
     none for other variants."""
-    from runtime.checkpoint import load_voice_encoders
-    from runtime.config import load_model_config
-    from runtime.contract import CODEC_ENCODER, SPEAKER_ENCODER
+    from qwen3_tts_trt.runtime.checkpoint import load_voice_encoders
+    from qwen3_tts_trt.runtime.config import load_model_config
+    from qwen3_tts_trt.runtime.contract import CODEC_ENCODER, SPEAKER_ENCODER
 
     if load_model_config(model_dir).speaker_encoder is None:
         return {}

@@ -19,7 +19,7 @@ trained model is confident on most frames), so an error flips their argmax more 
 agreement measured here is a pessimistic stand-in for real weights. docs/benchmarks.md records
 the figures and why the thresholds are where they are.
 
-    python -m export.quality_gate -m CHECKPOINT --ref-build builds/cpu/M --build OTHER/cpu/M --frames 200
+    python -m qwen3_tts_trt.export.quality_gate -m CHECKPOINT --ref-build builds/cpu/M --build OTHER/cpu/M --frames 200
     (--build again for another build: one fp32 pass serves all of them)
 """
 
@@ -34,10 +34,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from runtime.backends.base import Backend
-from runtime.contract import chunk_frames
-from runtime.prompt import Prompt, Voice
-from runtime.sampling import HostSampler, SamplingParams
+from qwen3_tts_trt.runtime.backends.base import Backend
+from qwen3_tts_trt.runtime.contract import chunk_frames
+from qwen3_tts_trt.runtime.prompt import Prompt, Voice
+from qwen3_tts_trt.runtime.sampling import HostSampler, SamplingParams
 
 # What the gate runs: two prompts (plain streaming text and the whole text up front), 200+ frames each.
 TEXTS = {
@@ -139,8 +139,8 @@ def _streamed_pcm(backend: Backend, codes: torch.Tensor, limits) -> torch.Tensor
 def measure(checkpoint, ref_build, builds: Sequence, frames: int = 200, speaker: str | None = None) -> list[dict]:
     """The gate's figures for each of `builds` against the fp32 build, per prompt ("mode"), in the
     order given. The fp32 build runs once for all of them."""
-    from runtime.backends import open_backend
-    from runtime.stream import Synthesizer
+    from qwen3_tts_trt.runtime.backends import open_backend
+    from qwen3_tts_trt.runtime.stream import Synthesizer
 
     ref = open_backend("onnx", checkpoint, ref_build)
     tests = [open_backend("onnx", checkpoint, build) for build in builds]
@@ -159,7 +159,7 @@ def measure(checkpoint, ref_build, builds: Sequence, frames: int = 200, speaker:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m export.quality_gate", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m qwen3_tts_trt.export.quality_gate", description=__doc__.split("\n\n")[0])
     ap.add_argument("-m", "--model", required=True, help="checkpoint directory")
     ap.add_argument("--ref-build", required=True, help="the fp32 build folder")
     ap.add_argument("--build", required=True, action="append",

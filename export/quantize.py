@@ -24,7 +24,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from runtime.contract import WEIGHT_ONLY_BITS
+from qwen3_tts_trt.runtime.contract import WEIGHT_ONLY_BITS
 
 # 128 weights per scale: the probe on this machine class (shared/docs/performance-anchors.md) found
 # int4 blocks of 32/128/256 at 31/26/24 ms per frame; 128 keeps four times finer scales than 256
@@ -242,7 +242,7 @@ def quantize_codec(src: str | os.PathLike, dst: str | os.PathLike, codebook_size
     replaced only once the new graph is written whole."""
     import onnx
 
-    from runtime.backends.onnx_backend import ort_session
+    from qwen3_tts_trt.runtime.backends.onnx_backend import ort_session
 
     q = _quiet_import("onnxruntime.quantization")
 

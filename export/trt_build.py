@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from runtime.contract import EngineSpec
+from qwen3_tts_trt.runtime.contract import EngineSpec
 
 
 def profile_shapes(spec: EngineSpec, ranges: dict[str, tuple[int, int, int]]) -> dict[str, tuple[tuple, tuple, tuple]]:

@@ -35,9 +35,9 @@ from pipecat.services.tts_service import TextAggregationMode, TTSService
 from pipecat.transcriptions.language import Language
 from pipecat.utils.types import NOT_GIVEN, NotGiven, is_given
 
-from runtime.errors import PromptError, Qwen3TTSError
-from runtime.prompt import Voice
-from runtime.stream import Synthesizer, to_pcm16
+from qwen3_tts_trt.runtime.errors import PromptError, Qwen3TTSError
+from qwen3_tts_trt.runtime.prompt import Voice
+from qwen3_tts_trt.runtime.stream import Synthesizer, to_pcm16
 
 # Pipecat's languages that Qwen3-TTS speaks, by the names its prompts use ("auto" stays "auto").
 QWEN_LANGUAGES: dict[Language, str] = {
@@ -456,8 +456,8 @@ class Qwen3TTSService(TTSService):
 
 
 def _load_config(checkpoint):
-    from runtime.checkpoint import resolve_checkpoint
-    from runtime.config import load_model_config
+    from qwen3_tts_trt.runtime.checkpoint import resolve_checkpoint
+    from qwen3_tts_trt.runtime.config import load_model_config
 
     return load_model_config(resolve_checkpoint(checkpoint))
 

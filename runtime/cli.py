@@ -323,7 +323,7 @@ def _serve(args) -> int:
         import ray.serve  # noqa: F401
     except ImportError as exc:
         raise UsageError(f"serving needs Ray Serve ({exc.name} is missing): pip install -e \".[serve]\"") from None
-    from serve import ServeConfig, run_local
+    from qwen3_tts_trt.serve import ServeConfig, run_local
     from .checkpoint import resolve_checkpoint
 
     resolve_checkpoint(args.model)  # a wrong path is one line here, not a replica failing in Ray's logs

@@ -1,7 +1,7 @@
 """Qwen3-TTS as a Ray Serve application: an OpenAI-compatible speech API and a WebSocket for text
 that is still being written, one engine per replica.
 
-    from serve import ServeConfig, build_app
+    from qwen3_tts_trt.serve import ServeConfig, build_app
     serve.run(build_app(ServeConfig(model="checkpoints/tiny-custom-voice")))
 
 Imports flow serve -> runtime (never export). Ray, FastAPI and the deployment live in `serve.app`,
@@ -20,8 +20,8 @@ def build_app(config: ServeConfig):
 
 
 def app_builder(args: dict):
-    """Ray's application builder: `import_path: serve:app_builder` with `args: {model: ..., ...}` in a
-    Serve config file (KubeRay's serveConfigV2), or `serve run serve:app_builder model=...`."""
+    """Ray's application builder: `import_path: qwen3_tts_trt.serve:app_builder` with `args: {model: ..., ...}` in a
+    Serve config file (KubeRay's serveConfigV2), or `serve run qwen3_tts_trt.serve:app_builder model=...`."""
     return build_app(ServeConfig.from_args(args))
 
 

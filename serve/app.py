@@ -24,7 +24,7 @@ from pydantic import ValidationError
 from ray import serve
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
-from runtime.errors import PromptError, Qwen3TTSError
+from qwen3_tts_trt.runtime.errors import PromptError, Qwen3TTSError
 
 from .audio import MEDIA_TYPES, pcm_bytes, wav_header
 from .config import ServeConfig

@@ -1,7 +1,7 @@
 """What the server adds to the time to first audio: the same requests spoken by a `Synthesizer` in
 this process, then through the server over HTTP (`pcm`) and over the WebSocket, one at a time.
 
-    python -m serve.bench -m checkpoints/tiny-custom-voice --build-dir builds/cpu/tiny-custom-voice \
+    python -m qwen3_tts_trt.serve.bench -m checkpoints/tiny-custom-voice --build-dir builds/cpu/tiny-custom-voice \
         --backend onnx --runs 30 --json out/serve-bench.json [--haproxy]
 
 The server runs in Ray on this machine (one replica, started here, stopped at the end). Times are
@@ -9,7 +9,7 @@ taken where a client sees them: from sending the request (the WebSocket: the mes
 whole text) to the first audio bytes received. Requests run one after another, so the figures
 hold the path's overhead, not queueing.
 
-    python -m serve.bench ... --streams 1,4,16 --rounds 3 --json out/serve-streams.json
+    python -m qwen3_tts_trt.serve.bench ... --streams 1,4,16 --rounds 3 --json out/serve-streams.json
 
 measures many streams at once instead: N requests started together (`--rounds` times per level),
 first on N synthesizers sharing one step loop in this process, then through the server (one
@@ -49,8 +49,8 @@ def _summary(ms: list[float]) -> dict:
 def direct(args) -> list[float]:
     import torch
 
-    from runtime.prompt import Voice
-    from runtime.stream import StreamOptions, Synthesizer
+    from qwen3_tts_trt.runtime.prompt import Voice
+    from qwen3_tts_trt.runtime.stream import StreamOptions, Synthesizer
 
     from .config import ServeConfig
 
@@ -123,7 +123,7 @@ def concurrent_direct(args, streams: int) -> dict:
     stream's TTFC and the frames per second of all of them together."""
     import threading
 
-    from runtime.prompt import Voice
+    from qwen3_tts_trt.runtime.prompt import Voice
 
     synths = _synths(args, streams)
     ttfc, frames, wall = [], 0, 0.0
@@ -157,7 +157,7 @@ _SYNTHS: list = []
 
 def _synths(args, n: int) -> list:
     """n synthesizers on one step loop (made once, grown as needed)."""
-    from runtime.stream import StreamOptions, Synthesizer
+    from qwen3_tts_trt.runtime.stream import StreamOptions, Synthesizer
 
     if not _SYNTHS:
         first = Synthesizer.open(args.model, args.build_dir, args.backend, options=StreamOptions(pcm16=True))

@@ -4,11 +4,10 @@ argument."""
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from runtime.stream import StreamOptions
+from qwen3_tts_trt.runtime.stream import StreamOptions
 
 # Requests that take no stream slot (health, voices, refusals) still count towards Ray's
 # max_ongoing_requests; this much room keeps them answered while every slot is busy.
@@ -39,7 +38,7 @@ class ServeConfig:
 
     @classmethod
     def from_args(cls, args: dict) -> "ServeConfig":
-        """The `args` of a Serve config file or of `serve run serve:app_builder key=value ...`,
+        """The `args` of a Serve config file or of `serve run qwen3_tts_trt.serve:app_builder key=value ...`,
         where every value may arrive as a string: each is read as its field's default's type."""
         from dataclasses import fields
 
@@ -70,10 +69,7 @@ class ServeConfig:
     def deployment_options(self) -> dict:
         env = {"OMP_NUM_THREADS": str(self.threads), "TOKENIZERS_PARALLELISM": "false",
                "TRANSFORMERS_VERBOSITY": "error", **self.env}
-        # A replica imports `serve` and `runtime` from this source tree even where the package is
-        # not installed (a checkout on every node): its root goes first on the replica's path.
-        root = str(Path(__file__).resolve().parent.parent)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
+        # A replica imports qwen3_tts_trt as installed on its node (`pip install qwen3-tts-trt[serve]`).
         spread = {"max_replicas_per_node": self.max_replicas_per_node} if self.max_replicas_per_node else {}
         return dict(
             **spread,
@@ -91,7 +87,7 @@ class ServeConfig:
         """Absolute paths and the default build folder, fixed once where the app is built."""
         from dataclasses import replace
 
-        from runtime.manifest import default_build_dir
+        from qwen3_tts_trt.runtime.manifest import default_build_dir
 
         model = str(Path(self.model).expanduser().resolve()) if Path(self.model).expanduser().exists() else self.model
         build = self.build_dir or default_build_dir(self.model)
@@ -105,8 +101,8 @@ class ServeConfig:
 def _build_rows(build_dir: str | None) -> int:
     """The streams a build's engines run at once (`build.sh --max-batch`): 1 for no build or an
     unreadable one (the replica then reports the build's own problem)."""
-    from runtime.errors import Qwen3TTSError
-    from runtime.manifest import load_manifest
+    from qwen3_tts_trt.runtime.errors import Qwen3TTSError
+    from qwen3_tts_trt.runtime.manifest import load_manifest
 
     if not build_dir:
         return 1

@@ -20,9 +20,9 @@ from contextlib import aclosing
 from pathlib import Path
 from typing import AsyncIterable, AsyncIterator
 
-from runtime.prompt import Voice
-from runtime.sampling import SamplingParams
-from runtime.stream import AudioChunk, StreamOptions, Synthesizer, UtteranceMetrics
+from qwen3_tts_trt.runtime.prompt import Voice
+from qwen3_tts_trt.runtime.sampling import SamplingParams
+from qwen3_tts_trt.runtime.stream import AudioChunk, StreamOptions, Synthesizer, UtteranceMetrics
 
 
 class EngineBusy(Exception):

@@ -20,9 +20,9 @@ from collections import OrderedDict
 from dataclasses import replace
 from pathlib import Path
 
-from runtime.errors import VoiceError
-from runtime.prompt import Voice
-from runtime.voice import VoiceLibrary
+from qwen3_tts_trt.runtime.errors import VoiceError
+from qwen3_tts_trt.runtime.prompt import Voice
+from qwen3_tts_trt.runtime.voice import VoiceLibrary
 
 from .errors import bad_request
 
@@ -143,7 +143,7 @@ class VoiceBook:
                               "ref_audio_unreadable") from None
         with self._maker_lock:
             if self._maker is None:
-                from runtime.voice import VoiceMaker
+                from qwen3_tts_trt.runtime.voice import VoiceMaker
 
                 self._maker = VoiceMaker.open(self.library.checkpoint, self.library.build_dir, self.library.backend)
         try:

@@ -10,7 +10,7 @@ from typing import Callable
 
 import pytest
 
-from export.make_checkpoint import CHECKPOINT_LAYOUT, make_checkpoint
+from qwen3_tts_trt.export.make_checkpoint import CHECKPOINT_LAYOUT, make_checkpoint
 
 CACHE = Path(os.environ.get("QWEN3_TTS_TEST_CACHE", Path(__file__).resolve().parent.parent / ".test-cache"))
 
@@ -62,7 +62,7 @@ def real_base() -> Path:
 @pytest.fixture(scope="session")
 def tiny_base_build(tiny_base, tmp_path_factory):
     """build.sh's work on the tiny Base checkpoint (six graphs: the four and the voice encoders)."""
-    from export.build import build
+    from qwen3_tts_trt.export.build import build
     from test_build_onnx import LIMITS
 
     root = Path(os.environ.get("QWEN3_TTS_TEST_BUILDS") or tmp_path_factory.mktemp("builds-base"))  # as tiny_build
@@ -74,7 +74,7 @@ def tiny_base_build(tiny_base, tmp_path_factory):
 def real_build(real_custom_voice, tmp_path_factory):
     """build.sh's fp32 work at the real 0.6B shapes (slow tests only: ~10 min on 2 cores), with
     the build log it printed."""
-    from export.build import build
+    from qwen3_tts_trt.export.build import build
     from test_build_real_shapes import LIMITS
 
     root = Path(os.environ.get("QWEN3_TTS_TEST_BUILDS") or tmp_path_factory.mktemp("builds-real"))
@@ -85,7 +85,7 @@ def real_build(real_custom_voice, tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_build(tiny_custom_voice, tmp_path_factory):
     """build.sh's work on the tiny CustomVoice checkpoint: (build folder, manifest)."""
-    from export.build import build
+    from qwen3_tts_trt.export.build import build
     from test_build_onnx import LIMITS
 
     # QWEN3_TTS_TEST_BUILDS=DIR keeps this build between runs while iterating (build() reuses what is

@@ -13,18 +13,18 @@ import pytest
 import torch
 from onnx import TensorProto, helper
 
-from export import build as build_mod
-from export.op_support import check_model
-from export.trt_build import profile_shapes
-from runtime.backends import open_backend
-from runtime.checkpoint import load_networks
-from runtime.contract import ENGINES, EngineLimits, dim_ranges, engine_specs, specs_to_json
-from runtime.decode_loop import FrameLoop
-from runtime.errors import EngineMismatchError
-from runtime.manifest import check_manifest, load_manifest
-from runtime.prompt import Voice
-from runtime.reference import Reference
-from runtime.sampling import SamplingParams
+from qwen3_tts_trt.export import build as build_mod
+from qwen3_tts_trt.export.op_support import check_model
+from qwen3_tts_trt.export.trt_build import profile_shapes
+from qwen3_tts_trt.runtime.backends import open_backend
+from qwen3_tts_trt.runtime.checkpoint import load_networks
+from qwen3_tts_trt.runtime.contract import ENGINES, EngineLimits, dim_ranges, engine_specs, specs_to_json
+from qwen3_tts_trt.runtime.decode_loop import FrameLoop
+from qwen3_tts_trt.runtime.errors import EngineMismatchError
+from qwen3_tts_trt.runtime.manifest import check_manifest, load_manifest
+from qwen3_tts_trt.runtime.prompt import Voice
+from qwen3_tts_trt.runtime.reference import Reference
+from qwen3_tts_trt.runtime.sampling import SamplingParams
 
 # max_batch 16: the tests' builds carry the step loop's batched graphs (tests/test_scheduler.py)
 LIMITS = EngineLimits(max_context=256, max_prompt=128, max_chunk=10, max_batch=16)
@@ -104,7 +104,7 @@ def test_op_check_rejects_what_tensorrt_cannot_parse(tmp_path):
 def test_onnx_runtime_matches_pytorch_per_graph(tiny_build, tiny_custom_voice):
     out, _ = tiny_build
     nets = load_networks(tiny_custom_voice)
-    from export.onnx_graphs import engine_modules
+    from qwen3_tts_trt.export.onnx_graphs import engine_modules
 
     modules = engine_modules(nets, LIMITS)
     specs = engine_specs(nets.config, LIMITS)

@@ -6,13 +6,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from export.op_support import check_model
-from runtime.backends import open_backend
-from runtime.contract import ENGINES, EngineLimits
-from runtime.decode_loop import FrameLoop
-from runtime.prompt import Voice
-from runtime.reference import Reference
-from runtime.sampling import SamplingParams
+from qwen3_tts_trt.export.op_support import check_model
+from qwen3_tts_trt.runtime.backends import open_backend
+from qwen3_tts_trt.runtime.contract import ENGINES, EngineLimits
+from qwen3_tts_trt.runtime.decode_loop import FrameLoop
+from qwen3_tts_trt.runtime.prompt import Voice
+from qwen3_tts_trt.runtime.reference import Reference
+from qwen3_tts_trt.runtime.sampling import SamplingParams
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]  # 0.6B shapes: minutes on 2 cores
 LIMITS = EngineLimits(max_context=512, max_prompt=256)

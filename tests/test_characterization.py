@@ -23,10 +23,10 @@ import pytest
 import torch
 
 from conftest import edited_checkpoint
-from runtime.prompt import Voice
-from runtime.sampling import SamplingParams
-from runtime.stream import StreamOptions, Synthesizer
-from runtime.voice import VoiceMaker
+from qwen3_tts_trt.runtime.prompt import Voice
+from qwen3_tts_trt.runtime.sampling import SamplingParams
+from qwen3_tts_trt.runtime.stream import StreamOptions, Synthesizer
+from qwen3_tts_trt.runtime.voice import VoiceMaker
 from test_build_onnx import TEXT
 from test_voice import REF_TEXT, write_wav
 

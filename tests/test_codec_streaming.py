@@ -7,7 +7,7 @@ import copy
 import pytest
 import torch
 
-from runtime.checkpoint import load_networks
+from qwen3_tts_trt.runtime.checkpoint import load_networks
 
 
 def _stream(codec, codes, sizes):

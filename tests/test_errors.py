@@ -8,11 +8,11 @@ import shutil
 import pytest
 import torch
 
-from runtime.checkpoint import load_networks, resolve_checkpoint
-from runtime.config import load_model_config
-from runtime.errors import CheckpointError, PromptError
-from runtime.prompt import Voice
-from runtime.reference import Reference
+from qwen3_tts_trt.runtime.checkpoint import load_networks, resolve_checkpoint
+from qwen3_tts_trt.runtime.config import load_model_config
+from qwen3_tts_trt.runtime.errors import CheckpointError, PromptError
+from qwen3_tts_trt.runtime.prompt import Voice
+from qwen3_tts_trt.runtime.reference import Reference
 
 
 @pytest.fixture()

@@ -19,15 +19,15 @@ import soundfile as sf
 import torch
 
 from conftest import edited_checkpoint
-from export import build as build_mod
-from runtime.backends import open_backend
-from runtime.checkpoint import resolve_checkpoint
-from runtime.config import load_model_config
-from runtime.errors import BackendUnavailableError, CheckpointError, EngineMismatchError, PromptError
-from runtime.prompt import Voice
-from runtime.reference import Reference
-from runtime.sampling import SamplingParams
-from runtime.stream import Synthesizer
+from qwen3_tts_trt.export import build as build_mod
+from qwen3_tts_trt.runtime.backends import open_backend
+from qwen3_tts_trt.runtime.checkpoint import resolve_checkpoint
+from qwen3_tts_trt.runtime.config import load_model_config
+from qwen3_tts_trt.runtime.errors import BackendUnavailableError, CheckpointError, EngineMismatchError, PromptError
+from qwen3_tts_trt.runtime.prompt import Voice
+from qwen3_tts_trt.runtime.reference import Reference
+from qwen3_tts_trt.runtime.sampling import SamplingParams
+from qwen3_tts_trt.runtime.stream import Synthesizer
 from test_build_onnx import LIMITS, TEXT
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,7 +37,7 @@ VOICE = Voice(speaker="ryan", language="english")
 # -- helpers ------------------------------------------------------------------------------------
 def cli(*args, cwd=None, stdin: bytes | None = None, timeout=300) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    return subprocess.run([sys.executable, "-m", "runtime.cli", *map(str, args)], cwd=cwd or ROOT, env=env,
+    return subprocess.run([sys.executable, "-m", "qwen3_tts_trt.runtime.cli", *map(str, args)], cwd=cwd or ROOT, env=env,
                           input=stdin, capture_output=True, timeout=timeout)
 
 
@@ -390,7 +390,7 @@ def test_cli_interrupt_leaves_a_valid_wav(say_args, tmp_path, sig, status):
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     # The child gets Ctrl-C's default disposition, as from a terminal: an ignored SIGINT in this
     # process (left by anything it ran before) would be inherited and make the child deaf to it.
-    proc = subprocess.Popen([sys.executable, "-m", "runtime.cli", "say", text, *map(str, say_args), "-o", str(wav)],
+    proc = subprocess.Popen([sys.executable, "-m", "qwen3_tts_trt.runtime.cli", "say", text, *map(str, say_args), "-o", str(wav)],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
@@ -428,7 +428,7 @@ def test_cli_text_from_stdin_and_file_list_voices_version_and_quiet_runs(say_arg
 
 
 def test_cli_every_option_has_help_with_its_default():
-    from runtime.cli import build_parser
+    from qwen3_tts_trt.runtime.cli import build_parser
 
     parser = build_parser()
     subs = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction").choices
@@ -466,7 +466,7 @@ OFFICIAL_ENCODER_PREFIXES = ("encoder.encoder.layers.", "encoder.encoder_transfo
 def test_written_checkpoint_has_the_official_codec_layout_and_config(tmp_path):
     from safetensors import safe_open
 
-    from export.make_checkpoint import make_checkpoint
+    from qwen3_tts_trt.export.make_checkpoint import make_checkpoint
 
     ckpt = make_checkpoint(tmp_path / "ck", preset="tiny", variant="base", seed=5)
     cfg = json.loads((ckpt / "speech_tokenizer" / "config.json").read_text())
@@ -538,7 +538,7 @@ def test_fuzz_random_unicode_ends_in_audio_or_a_project_error(synth):
 def test_cli_official_layout_flag(synth, tiny_custom_voice):
     """--official-layout gives what the official generate_custom_voice defaults to: the whole text in
     the prefill (non-streaming) for CustomVoice; the default here stays streaming text."""
-    from runtime.cli import _voice, build_parser
+    from qwen3_tts_trt.runtime.cli import _voice, build_parser
 
     parser = build_parser()
     base = ["say", "Hi.", "-m", str(tiny_custom_voice), "--speaker", "ryan"]

@@ -33,9 +33,9 @@ from pipecat.services.tts_service import TTSService  # noqa: E402
 from pipecat.tests.utils import SleepFrame, run_test  # noqa: E402
 from pipecat.transcriptions.language import Language  # noqa: E402
 
-from pipecat_service import Qwen3TTSService, Qwen3TTSSettings  # noqa: E402
-from runtime.prompt import Voice  # noqa: E402
-from runtime.stream import Synthesizer, to_pcm16  # noqa: E402
+from qwen3_tts_trt.pipecat_service import Qwen3TTSService, Qwen3TTSSettings  # noqa: E402
+from qwen3_tts_trt.runtime.prompt import Voice  # noqa: E402
+from qwen3_tts_trt.runtime.stream import Synthesizer, to_pcm16  # noqa: E402
 
 FRAMES = 40  # frames per piece of text: random weights rarely say EOS, so bound every utterance
 GREEDY = Qwen3TTSSettings(voice="ryan", language=Language.EN, greedy=True, max_new_tokens=FRAMES + 1)
@@ -57,7 +57,7 @@ def engine_turn_is_given_back(request):
     yield
     if "synth" not in request.fixturenames:
         return
-    from pipecat_service.tts import _Engine
+    from qwen3_tts_trt.pipecat_service.tts import _Engine
 
     engine = _Engine._of.get(request.getfixturevalue("synth"))
     if engine is not None and not engine.turn.acquire(timeout=10):
@@ -510,7 +510,7 @@ async def test_text_streaming_interruption_stops_text_and_audio(synth):
 
 
 def test_a_misnamed_speaker_is_a_construction_error(synth):
-    from runtime.errors import PromptError
+    from qwen3_tts_trt.runtime.errors import PromptError
 
     with pytest.raises(PromptError, match="unknown speaker 'nobody'.*ryan"):
         service(synth, voice="nobody")
@@ -519,7 +519,7 @@ def test_a_misnamed_speaker_is_a_construction_error(synth):
 async def test_a_voice_file_speaks_and_one_for_another_model_is_refused(tiny_base, tiny_custom_voice, tmp_path):
     """Base checkpoints speak cloned voices: a .voice file in the `voice` setting is read once and
     checked against the model; one made for another model is refused by name."""
-    from runtime.voice import origin_of
+    from qwen3_tts_trt.runtime.voice import origin_of
 
     synth = Synthesizer.open(tiny_base, None, "torch")
     g = torch.Generator().manual_seed(1)

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import pytest
 
-from export import build as build_mod
-from export.quality_gate import measure
+from qwen3_tts_trt.export import build as build_mod
+from qwen3_tts_trt.export.quality_gate import measure
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
 

@@ -11,14 +11,14 @@ import numpy as np
 import onnx
 import pytest
 
-from export import build as build_mod
-from export.quality_gate import teacher_forced
-from runtime.backends import open_backend
-from runtime.contract import EngineLimits
-from runtime.errors import BackendUnavailableError, EngineMismatchError
-from runtime.manifest import check_manifest, load_manifest
-from runtime.prompt import Voice
-from runtime.stream import Synthesizer
+from qwen3_tts_trt.export import build as build_mod
+from qwen3_tts_trt.export.quality_gate import teacher_forced
+from qwen3_tts_trt.runtime.backends import open_backend
+from qwen3_tts_trt.runtime.contract import EngineLimits
+from qwen3_tts_trt.runtime.errors import BackendUnavailableError, EngineMismatchError
+from qwen3_tts_trt.runtime.manifest import check_manifest, load_manifest
+from qwen3_tts_trt.runtime.prompt import Voice
+from qwen3_tts_trt.runtime.stream import Synthesizer
 
 from test_build_onnx import LIMITS, TEXT
 
@@ -159,7 +159,7 @@ def test_the_int8_codec_streams_exactly_and_stays_close_to_fp32(int8_codec_build
     within the SNR the quality gate holds at real shapes."""
     import torch
 
-    from export.quality_gate import codec_snr_db
+    from qwen3_tts_trt.export.quality_gate import codec_snr_db
 
     int8 = open_backend("onnx", tiny_custom_voice, int8_codec_build)
     ref = open_backend("onnx", tiny_custom_voice, tiny_build[0])

@@ -12,8 +12,8 @@ from contextlib import closing
 
 import pytest
 
-from runtime.prompt import Voice
-from runtime.read_ahead import ReadAhead
+from qwen3_tts_trt.runtime.prompt import Voice
+from qwen3_tts_trt.runtime.read_ahead import ReadAhead
 from test_stream import onnx_synth  # noqa: F401  (the fixture: a warmed-up ONNX Runtime synthesizer)
 
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from runtime.config import load_model_config
-from runtime.sampling import CodeSampler, HostSampler, SamplingParams, sample_with_noise
+from qwen3_tts_trt.runtime.config import load_model_config
+from qwen3_tts_trt.runtime.sampling import CodeSampler, HostSampler, SamplingParams, sample_with_noise
 
 
 def test_greedy_picks_agree_including_penalty_eos_hold_and_suppression(tiny_custom_voice):

@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 import torch
 
-from runtime.backends.base import KVSlots
-from runtime.errors import BackendUnavailableError
-from runtime.prompt import Voice
-from runtime.stream import Synthesizer
+from qwen3_tts_trt.runtime.backends.base import KVSlots
+from qwen3_tts_trt.runtime.errors import BackendUnavailableError
+from qwen3_tts_trt.runtime.prompt import Voice
+from qwen3_tts_trt.runtime.stream import Synthesizer
 from test_build_onnx import LIMITS
 
 SPEAKERS = ("ryan", "vivian", "serena")

@@ -18,8 +18,8 @@ openai = pytest.importorskip("openai")
 websockets = pytest.importorskip("websockets")
 sf = pytest.importorskip("soundfile")
 
-from runtime.prompt import Voice  # noqa: E402
-from runtime.stream import StreamOptions, Synthesizer  # noqa: E402
+from qwen3_tts_trt.runtime.prompt import Voice  # noqa: E402
+from qwen3_tts_trt.runtime.stream import StreamOptions, Synthesizer  # noqa: E402
 from test_build_onnx import LIMITS  # noqa: E402
 
 TEXT = "Hello there! The server streams this sentence."
@@ -40,8 +40,8 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def server(tiny_custom_voice, tiny_build):
     """One Ray cluster and one replica for the whole file (starting them takes most of its time)."""
-    from serve import ServeConfig
-    from serve.local import start, stop
+    from qwen3_tts_trt.serve import ServeConfig
+    from qwen3_tts_trt.serve.local import start, stop
 
     port, metrics_port = _free_port(), _free_port()
     config = ServeConfig(model=str(tiny_custom_voice), build_dir=str(tiny_build[0]), backend="onnx",
@@ -106,7 +106,7 @@ def test_openai_client_streams_a_wav_equal_to_the_synthesizer_and_the_cli(server
     # hands float samples to libsndfile, whose float -> int16 is floor(x * 32768) (measured with
     # soundfile 0.13 / libsndfile 1.2.2), where the runtime's to_pcm16, which the server's PCM16
     # and the reference above use, is round(x * 32767).
-    from runtime.cli import main
+    from qwen3_tts_trt.runtime.cli import main
 
     cli_wav = tmp_path / "cli.wav"
     assert main(["say", TEXT, "--speaker", VOICE, "--seed", "7", "--max-new-tokens", "60", "-q", "--no-warmup",
@@ -358,7 +358,7 @@ def test_back_to_back_requests_leave_memory_flat(http):
 
 
 def test_underruns_are_chunks_sent_after_the_audio_before_them_ran_out():
-    from serve.metrics import PlaybackClock
+    from qwen3_tts_trt.serve.metrics import PlaybackClock
 
     clock = PlaybackClock()
     clock.sent(0.08, now=10.0)  # playback starts: 80 ms of audio
@@ -369,8 +369,8 @@ def test_underruns_are_chunks_sent_after_the_audio_before_them_ran_out():
 
 
 def test_app_builder_args_become_a_config():
-    """`serve run serve:app_builder key=value` and serveConfigV2 pass strings."""
-    from serve import ServeConfig
+    """`serve run qwen3_tts_trt.serve:app_builder key=value` and serveConfigV2 pass strings."""
+    from qwen3_tts_trt.serve import ServeConfig
 
     config = ServeConfig.from_args({"model": "m", "replicas": "2", "num_gpus": "1", "fallback": "true", "wait_s": 0.5})
     assert (config.replicas, config.num_gpus, config.fallback, config.wait_s) == (2, 1.0, True, 0.5)

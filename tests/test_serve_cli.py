@@ -19,8 +19,8 @@ import pytest
 pytest.importorskip("ray.serve")
 httpx = pytest.importorskip("httpx")
 
-from runtime.stream import StreamOptions, Synthesizer  # noqa: E402
-from runtime.voice import VoiceMaker  # noqa: E402
+from qwen3_tts_trt.runtime.stream import StreamOptions, Synthesizer  # noqa: E402
+from qwen3_tts_trt.runtime.voice import VoiceMaker  # noqa: E402
 from test_voice import REF_TEXT, write_wav  # noqa: E402
 
 TEXT = "A cloned voice speaks through the server."
@@ -46,7 +46,7 @@ def base_server(tiny_base, tiny_base_build, tmp_path_factory):
     env = dict(os.environ, RAY_AUTH_MODE="disabled")
     log = open(work / "serve.log", "w+")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "runtime.cli", "serve", "-m", str(tiny_base), "--build-dir", str(build),
+        [sys.executable, "-m", "qwen3_tts_trt.runtime.cli", "serve", "-m", str(tiny_base), "--build-dir", str(build),
          "--backend", "onnx", "--port", str(port), "--num-cpus", "0.5", "--voice-dir", str(voices),
          "--haproxy"],  # Serve's HAProxy mode here; tests/test_serve.py runs the default Python proxy
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -98,7 +98,7 @@ def test_clone_from_ref_audio_equals_the_synthesizer(base_server, synth):
 
 
 def test_voice_from_the_folder_by_name(base_server, synth):
-    from runtime.prompt import Voice
+    from qwen3_tts_trt.runtime.prompt import Voice
 
     r = _speak(base_server["url"], voice="alice")
     assert r.status_code == 200, r.text

@@ -21,8 +21,8 @@ def test_two_nodes_serve_streams_from_replicas_on_both(tiny_custom_voice, tiny_b
     monkeypatch.setenv("RAY_AUTH_MODE", "disabled")  # a throwaway cluster: no token file in the home folder
     from ray.cluster_utils import Cluster
 
-    from serve import ServeConfig
-    from serve.local import start, stop
+    from qwen3_tts_trt.serve import ServeConfig
+    from qwen3_tts_trt.serve.local import start, stop
 
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
     cluster.add_node(num_cpus=1)

@@ -10,13 +10,13 @@ import pytest
 import torch
 
 from conftest import edited_checkpoint
-from runtime.backends import open_backend
-from runtime.checkpoint import load_networks
-from runtime.errors import EngineMismatchError, PromptError
-from runtime.prompt import PromptBuilder, Voice
-from runtime.reference import Reference
-from runtime.sampling import SamplingParams
-from runtime.stream import StreamOptions, Synthesizer
+from qwen3_tts_trt.runtime.backends import open_backend
+from qwen3_tts_trt.runtime.checkpoint import load_networks
+from qwen3_tts_trt.runtime.errors import EngineMismatchError, PromptError
+from qwen3_tts_trt.runtime.prompt import PromptBuilder, Voice
+from qwen3_tts_trt.runtime.reference import Reference
+from qwen3_tts_trt.runtime.sampling import SamplingParams
+from qwen3_tts_trt.runtime.stream import StreamOptions, Synthesizer
 from test_build_onnx import LIMITS, TEXT
 
 VOICE = Voice(speaker="ryan", language="english")
@@ -226,7 +226,7 @@ def test_mismatched_engines_are_refused(tiny_build, tiny_base):
 def test_cli_say_and_bench(tiny_build, tiny_custom_voice, tmp_path, capsys):
     import soundfile as sf
 
-    from runtime.cli import main
+    from qwen3_tts_trt.runtime.cli import main
 
     out, _ = tiny_build
     wav = tmp_path / "hello.wav"

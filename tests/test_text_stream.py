@@ -15,12 +15,12 @@ import time
 import pytest
 import torch
 
-from runtime.config import ASSISTANT_TEMPLATE
-from runtime.errors import PromptError
-from runtime.prompt import ASSISTANT_SUFFIX_LEN, ROLE_LEN, Voice
-from runtime.stream import StreamOptions, Synthesizer
-from runtime.text import TextTokenizer
-from runtime.text_stream import IncrementalTokenizer, TextInput
+from qwen3_tts_trt.runtime.config import ASSISTANT_TEMPLATE
+from qwen3_tts_trt.runtime.errors import PromptError
+from qwen3_tts_trt.runtime.prompt import ASSISTANT_SUFFIX_LEN, ROLE_LEN, Voice
+from qwen3_tts_trt.runtime.stream import StreamOptions, Synthesizer
+from qwen3_tts_trt.runtime.text import TextTokenizer
+from qwen3_tts_trt.runtime.text_stream import IncrementalTokenizer, TextInput
 
 TEXTS = {
     "english": "Hello world, this is a streaming test of the voice runtime.",
@@ -257,7 +257,7 @@ def test_cli_says_standard_input_as_it_arrives(tiny_build, tiny_custom_voice, tm
     text = TEXTS["english"]
     common = ["-m", str(tiny_custom_voice), "--build-dir", str(out), "--backend", "onnx", "--speaker", "ryan",
               "--language", "english", "--greedy", "--max-new-tokens", "40", "--no-warmup", "-q"]
-    cli = [sys.executable, "-m", "runtime.cli", "say"]
+    cli = [sys.executable, "-m", "qwen3_tts_trt.runtime.cli", "say"]
     whole = tmp_path / "whole.wav"
     run = subprocess.run(cli + [text, "-o", str(whole)] + common, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr

@@ -13,10 +13,10 @@ import pytest
 import soundfile as sf
 import torch
 
-from runtime.errors import VoiceError
-from runtime.prompt import Voice, VoiceOrigin
-from runtime.reference import Reference
-from runtime.voice import VoiceMaker, reference_audio
+from qwen3_tts_trt.runtime.errors import VoiceError
+from qwen3_tts_trt.runtime.prompt import Voice, VoiceOrigin
+from qwen3_tts_trt.runtime.reference import Reference
+from qwen3_tts_trt.runtime.voice import VoiceMaker, reference_audio
 
 REF_TEXT = "This is the reference."
 
@@ -229,7 +229,7 @@ def assert_codes_match(ours, other, encoder, pcm, near=1e-5, share=0.02):
 
 
 def test_voice_encoders_need_a_base_build(tiny_build, tiny_custom_voice):
-    from runtime.errors import CheckpointError, EngineMismatchError
+    from qwen3_tts_trt.runtime.errors import CheckpointError, EngineMismatchError
 
     build_dir, _ = tiny_build
     with pytest.raises(EngineMismatchError, match="no speaker_encoder or codec_encoder graph"):
@@ -244,7 +244,7 @@ def test_manifest_records_the_voice_graphs(tiny_base_build):
 
 
 def test_voice_library_encodes_a_recording_once(tiny_base, tmp_path, maker):
-    from runtime.voice import VoiceLibrary
+    from qwen3_tts_trt.runtime.voice import VoiceLibrary
 
     library = VoiceLibrary(tiny_base, backend="torch")
     wav = write_wav(tmp_path / "bob.wav", seed=4)

@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from official import load_official
-from runtime.stream import Synthesizer
-from runtime.voice import VoiceMaker
+from qwen3_tts_trt.runtime.stream import Synthesizer
+from qwen3_tts_trt.runtime.voice import VoiceMaker
 from test_parity_official import MAX_NEW, TEXT
 from test_voice import REF_TEXT, synth_audio, write_wav
 

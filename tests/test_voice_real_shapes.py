@@ -8,13 +8,13 @@ import types
 import pytest
 import torch
 
-from export import onnx_graphs
-from export.op_support import check_model
+from qwen3_tts_trt.export import onnx_graphs
+from qwen3_tts_trt.export.op_support import check_model
 from official import _install_torchaudio_standin
-from runtime.backends.onnx_backend import ort_session
-from runtime.checkpoint import load_voice_encoders
-from runtime.contract import VOICE_ENGINES, EngineLimits, engine_specs
-from runtime.voice import reference_audio
+from qwen3_tts_trt.runtime.backends.onnx_backend import ort_session
+from qwen3_tts_trt.runtime.checkpoint import load_voice_encoders
+from qwen3_tts_trt.runtime.contract import VOICE_ENGINES, EngineLimits, engine_specs
+from qwen3_tts_trt.runtime.voice import reference_audio
 from test_voice import synth_audio
 
 pytestmark = [pytest.mark.slow, pytest.mark.official, pytest.mark.timeout(2400)]  # runs the official code (transformers 4.57)
