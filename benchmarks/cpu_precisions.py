@@ -78,9 +78,9 @@ def _timed_backend(backend) -> dict:
 
 
 def run_ours(model: str, build: str, frames: int, runs: int, sampled: bool, speaker: str) -> dict:
-    from qwen3_tts_trt.runtime.prompt import Voice
     from qwen3_tts_trt.runtime.sampling import SamplingParams
     from qwen3_tts_trt.runtime.stream import Synthesizer
+    from qwen3_tts_trt.runtime.voice import Voice
 
     synth = Synthesizer.open(model, build, backend="onnx")
     # the engine itself, under the step loop: the stream's own client only hands calls to the loop, so

@@ -23,12 +23,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cpu_precisions import TEXT, wrap_engine_calls  # noqa: E402  (the same text as the precision table)
 
-ENGINE_CALLS = ("prefill", "decode", "predict_frame", "codec_step")
+ENGINE_CALLS = ("prefill", "decode", "predict_frame", "codec_run")
 
 
 def measure(model: str, build_dir: str, runs: int, speaker: str = "ryan") -> dict:
-    from qwen3_tts_trt.runtime.prompt import Voice
     from qwen3_tts_trt.runtime.stream import Synthesizer
+    from qwen3_tts_trt.runtime.voice import Voice
 
     synth = Synthesizer.open(model, build_dir, backend="onnx")
     synth.warmup()

@@ -34,8 +34,8 @@ def main(argv=None) -> int:
     ap.add_argument("--json")
     args = ap.parse_args(argv)
 
-    from qwen3_tts_trt.runtime.prompt import Voice
     from qwen3_tts_trt.runtime.stream import Synthesizer
+    from qwen3_tts_trt.runtime.voice import Voice
 
     synth = Synthesizer.open(args.model, args.build_dir, "onnx")
     voice = Voice(speaker=args.speaker, language="english")

@@ -36,8 +36,9 @@ import torch
 
 from qwen3_tts_trt.runtime.backends.base import Backend
 from qwen3_tts_trt.runtime.contract import chunk_frames
-from qwen3_tts_trt.runtime.prompt import Prompt, Voice
+from qwen3_tts_trt.runtime.prompt import Prompt
 from qwen3_tts_trt.runtime.sampling import HostSampler, SamplingParams
+from qwen3_tts_trt.runtime.voice import Voice
 
 # What the gate runs: two prompts (plain streaming text and the whole text up front), 200+ frames each.
 TEXTS = {

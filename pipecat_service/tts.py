@@ -36,8 +36,8 @@ from pipecat.transcriptions.language import Language
 from pipecat.utils.types import NOT_GIVEN, NotGiven, is_given
 
 from qwen3_tts_trt.runtime.errors import PromptError, Qwen3TTSError
-from qwen3_tts_trt.runtime.prompt import Voice
-from qwen3_tts_trt.runtime.stream import Synthesizer, to_pcm16
+from qwen3_tts_trt.runtime.voice import Voice
+from qwen3_tts_trt.runtime.stream import Synthesizer
 
 # Pipecat's languages that Qwen3-TTS speaks, by the names its prompts use ("auto" stays "auto").
 QWEN_LANGUAGES: dict[Language, str] = {
@@ -63,7 +63,7 @@ class Qwen3TTSSettings(TTSSettings):
       sets the sentence splitter's language, so Chinese, Japanese and Korean split right.
     - `instruct`: the voice description (VoiceDesign; 1.7B CustomVoice style instructions).
     - `clone`: a voice-clone prompt for Base checkpoints: a `.voice` file path, or a
-      `runtime.prompt.Voice` carrying `xvector` (and `ref_codes` + `ref_text` for ICL), e.g. from
+      `runtime.voice.Voice` carrying `xvector` (and `ref_codes` + `ref_text` for ICL), e.g. from
       `Voice.from_audio(...)`. It speaks its own language unless `language` names another.
     - `temperature`, `top_k`, `top_p`: codebook-0 sampling; `subtalker_*`: codebooks 1-15 (the
       official names). None keeps the checkpoint's generation_config value.
@@ -324,9 +324,9 @@ class Qwen3TTSService(TTSService):
 
     def _validate(self, s: Qwen3TTSSettings) -> None:
         """Unknown speaker or language, a clone on the wrong variant, bad sampling: named here, not
-        at the next utterance (host-side prompt building only; no engine runs)."""
+        at the next utterance (host-side checks only: no prompt is built, no engine runs)."""
         voice, params, _ = self._request(s)
-        self._synth.prepare("a", voice, params)
+        self._synth.check_request(voice, params)
 
     def _request(self, s: Qwen3TTSSettings):
         overrides = {k: getattr(s, k) for k in _SAMPLING_FIELDS if getattr(s, k) is not None}
@@ -367,7 +367,7 @@ class Qwen3TTSService(TTSService):
 
             await self._keeping_alive(context_id, utterance.on_worker(start))  # request errors surface here
             while (chunk := await self._keeping_alive(context_id, utterance.on_worker(utterance.next_chunk))) is not None:
-                audio = to_pcm16(chunk.samples).tobytes()
+                audio = chunk.pcm16_bytes()
                 if resampler is not None:
                     audio = await resampler.resample(audio, self._synth.sample_rate, self.sample_rate)
                 if audio:

@@ -4,7 +4,7 @@
 
 The parts live in subpackages, each a folder at the repository's top level: `runtime` (prompt,
 frame loop, codec, backends; imports no front end), `export` (the build toolchain), `serve` (Ray
-Serve), `pipecat_service` (Pipecat). The names below are imported on first use, so that a
+Serve), `pipecat_service` (Pipecat), `commands` (the `qwen3-tts-trt` command line). The names below are imported on first use, so that a
 command's `--help` does not load torch.
 """
 
@@ -17,7 +17,7 @@ _PUBLIC = {
     "StreamOptions": "qwen3_tts_trt.runtime.stream",
     "AudioChunk": "qwen3_tts_trt.runtime.stream",
     "UtteranceMetrics": "qwen3_tts_trt.runtime.stream",
-    "Voice": "qwen3_tts_trt.runtime.prompt",
+    "Voice": "qwen3_tts_trt.runtime.voice",
     "VoiceMaker": "qwen3_tts_trt.runtime.voice",
     "SamplingParams": "qwen3_tts_trt.runtime.sampling",
     "TextInput": "qwen3_tts_trt.runtime.text_stream",

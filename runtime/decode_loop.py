@@ -10,30 +10,42 @@ backend gives the same codes for the same seed.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Generator
 
 import torch
 
-from .backends.base import Backend
+from .backends.base import FrameEngine
 from .errors import PromptError
 from .prompt import Prompt
 from .sampling import HostSampler, SamplingParams
 
 
-TEXT_STALL = "text-stall"  # yielded instead of a frame when the next text has not arrived yet
+class TextStall:
+    """Yielded after a frame when the next step's text has not arrived yet: the streamer flushes
+    the audio it holds before the loop blocks waiting for that text."""
+
+    def __repr__(self) -> str:
+        return "TEXT_STALL"
 
 
-@dataclass
+TEXT_STALL = TextStall()
+
+
+@dataclass(frozen=True)
 class LoopResult:
+    """How one prompt's frame loop ended: the generator's return value."""
+
     frames: int
     end_reason: str  # "eos" | "max_new_tokens" | "context"
 
 
+Frames = Generator["torch.Tensor | TextStall", None, LoopResult]
+
+
 class FrameLoop:
-    def __init__(self, backend: Backend):
+    def __init__(self, backend: FrameEngine):
         self.backend = backend
         self.config = backend.config
-        self.last: LoopResult | None = None
 
     def _predictor_controls(self, params: SamplingParams):
         top_k_max = self.backend.limits.top_k_max
@@ -44,8 +56,9 @@ class FrameLoop:
                 torch.tensor([params.subtalker_top_k or top_k_max], dtype=torch.long),
                 torch.tensor([params.subtalker_top_p], dtype=torch.float32))
 
-    def frames(self, prompt: Prompt, params: SamplingParams) -> Iterator[torch.Tensor]:
-        """Yield frames [G] (int64, CPU) as they are made; sets `self.last` when the loop ends."""
+    def frames(self, prompt: Prompt, params: SamplingParams) -> Frames:
+        """Yield frames [G] (int64, CPU) as they are made (and TEXT_STALL where text is missing);
+        return how the loop ended (`result = yield from loop.frames(...)`)."""
         b, cfg = self.backend, self.config
         limits = b.limits
         s = prompt.length
@@ -79,9 +92,9 @@ class FrameLoop:
         else:
             if c0 == eos:
                 end = "eos"
-        self.last = LoopResult(frames, end)
+        return LoopResult(frames, end)
 
     def generate(self, prompt: Prompt, params: SamplingParams) -> torch.Tensor:
         """All frames [F, G] at once."""
-        frames = [f for f in self.frames(prompt, params) if f is not TEXT_STALL]
+        frames = [f for f in self.frames(prompt, params) if isinstance(f, torch.Tensor)]
         return torch.stack(frames) if frames else torch.zeros((0, self.config.talker.num_code_groups), dtype=torch.long)

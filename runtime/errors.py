@@ -25,3 +25,8 @@ class BackendUnavailableError(Qwen3TTSError):
 class VoiceError(Qwen3TTSError, ValueError):
     """Reference audio or a voice file cannot be used: unreadable, too short or long, silent, made
     for another model, ..."""
+
+
+class PoolBusy(Qwen3TTSError):
+    """Every stream slot of a `StreamPool` is taken and the wait for one ran out (or is full): retry,
+    elsewhere or later."""

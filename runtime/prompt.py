@@ -23,6 +23,7 @@ from .config import ASSISTANT_TEMPLATE, INSTRUCT_TEMPLATE, REF_TEMPLATE, ModelCo
 from .embed import Embedder
 from .errors import PromptError
 from .text import TextTokenizer
+from .voice import Voice, check_voice_fits
 
 ROLE_LEN = 3  # <|im_start|> assistant \n
 ASSISTANT_SUFFIX_LEN = 5  # <|im_end|> \n <|im_start|> assistant \n
@@ -30,70 +31,40 @@ REF_SUFFIX_LEN = 2  # <|im_end|> \n
 
 
 @dataclass(frozen=True)
-class VoiceOrigin:
-    """The model a cloned voice was made for (x-vectors mean something only to their own model)."""
+class PromptShape:
+    """The positions a prompt takes with one voice, as a function of its text's id count `n`: the
+    layout `PromptBuilder.build_ids` makes, counted without building it (requests are planned on it)."""
 
-    model: str
-    variant: str
-    size: str
-    config_hash: str
-    hidden_size: int
+    before_text: int  # instruct, role and codec rows ahead of the text
+    non_streaming: bool = False
+    icl_text: int = 0  # ICL clone: the reference transcript's ids
+    icl_codec: int = 0  # ICL clone: codec_bos and the reference frames (0: not an ICL clone)
 
-    def to_dict(self) -> dict:
-        return dict(model=self.model, variant=self.variant, size=self.size, config_hash=self.config_hash,
-                    hidden_size=self.hidden_size)
+    def _rows(self, n: int) -> tuple[int, int]:
+        """(prefill rows from the text on, queued text inputs)."""
+        if self.icl_codec:
+            n_text = self.icl_text + n + 1  # the reference transcript, the text, tts_eos
+            if self.non_streaming:
+                return n_text + self.icl_codec, 1
+            return self.icl_codec, max(n_text - self.icl_codec, 1)
+        if self.non_streaming:
+            return n + 2, 1  # the text and tts_eos over codec_pad, then tts_pad + codec_bos
+        return 1, n  # the first text id opens with codec_bos; the rest and tts_eos are queued
+
+    def length(self, n: int) -> int:
+        return self.before_text + self._rows(n)[0]
+
+    def text_positions(self, n: int) -> int:
+        return self.before_text + sum(self._rows(n))
 
 
 @dataclass(frozen=True)
-class Voice:
-    """Who speaks, and how. Which fields apply depends on the checkpoint variant.
-
-    Cloned voices (Base): `Voice.from_audio(...)` encodes a recording once; `voice.save(path)` and
-    `Voice.load(path)` keep it in a .voice file (runtime/voice.py).
-    """
-
-    speaker: str | None = None  # CustomVoice
-    language: str = "auto"
-    instruct: str | None = None  # VoiceDesign, 1.7B CustomVoice
-    xvector: torch.Tensor | None = None  # Base clone: speaker embedding [H]
-    ref_codes: torch.Tensor | None = None  # Base ICL clone: reference codes [F, 16]
-    ref_text: str | None = None  # Base ICL clone: transcript of the reference
-    non_streaming_text: bool = False  # feed the whole text in the prefill (official non_streaming_mode)
-    made_for: VoiceOrigin | None = None  # cloned voices: the model that encoded them (checked at use)
-
-    @classmethod
-    def from_audio(cls, audio, ref_text: str | None = None, *, model=None, encoders=None,
-                   sample_rate: int | None = None, x_vector_only: bool = False, language: str = "auto",
-                   build_dir=None, backend: str = "auto") -> "Voice":
-        """Encode reference audio (a WAV/FLAC/OGG path, or an array with `sample_rate`) into a voice.
-        Give `model` (checkpoint; with `build_dir` to run its engines) or ready `encoders`."""
-        from .voice import VoiceMaker, make_voice
-
-        if encoders is None:
-            if model is None:
-                raise PromptError("Voice.from_audio needs the Base checkpoint: model=...")
-            encoders = VoiceMaker.open(model, build_dir, backend).encoders
-        return make_voice(encoders, audio, ref_text, sample_rate=sample_rate, x_vector_only=x_vector_only,
-                          language=language)
-
-    @classmethod
-    def load(cls, path, model=None) -> "Voice":
-        """Read a .voice file; with `model` (a checkpoint or its ModelConfig), refuse a voice made for another."""
-        from .config import ModelConfig, load_model_config
-        from .voice import load_voice
-
-        config = model if isinstance(model, ModelConfig) or model is None else None
-        if model is not None and config is None:
-            from .checkpoint import resolve_checkpoint
-
-            config = load_model_config(resolve_checkpoint(model))
-        return load_voice(path, config)
-
-    def save(self, path):
-        """Write this cloned voice to a .voice file (atomically); returns the path."""
-        from .voice import save_voice
-
-        return save_voice(self, path)
+class _CheckedVoice:
+    lang_id: int | None
+    spk: torch.Tensor | None
+    instruct_ids: list[int] | None  # None: no instruct, or one this checkpoint ignores
+    ref_ids: list[int] | None  # ICL clone: the reference transcript's ids
+    codes: torch.Tensor | None  # ICL clone: the reference codes [F, 16]
 
 
 @dataclass
@@ -174,8 +145,6 @@ class PromptBuilder:
             if voice.xvector is None:
                 raise PromptError("Base checkpoints clone a voice: pass an x-vector (and reference codes for ICL)")
             if voice.made_for is not None:
-                from .voice import check_voice_fits
-
                 check_voice_fits(voice, self.cfg)
             x = torch.as_tensor(voice.xvector, dtype=torch.float32).reshape(-1)
             if x.numel() != hidden:
@@ -224,9 +193,8 @@ class PromptBuilder:
         ref_ids = self.tok.encode(REF_TEMPLATE.format(text=voice.ref_text))[ROLE_LEN:-REF_SUFFIX_LEN]
         return ref_ids, 1 + torch.as_tensor(voice.ref_codes).shape[0]  # codec_bos + the reference frames
 
-    def build_ids(self, role_ids: list[int], body: list[int], voice: Voice = Voice()) -> Prompt:
-        """The prompt for text already tokenized: the role's ids and the text's (the template's slices)."""
-        ids = self.cfg.ids
+    def _checked(self, voice: Voice) -> _CheckedVoice:
+        """Every check `build_ids` makes of a voice, in its order, and the ids the voice adds."""
         lang_id = self._language_id(voice)
         spk = self._speaker_vector(voice)
         icl = voice.ref_codes is not None
@@ -234,16 +202,44 @@ class PromptBuilder:
             raise PromptError("an ICL clone prompt needs the reference transcript (ref_text)")
         if icl:
             self.tok.check_text(voice.ref_text, "the reference transcript")
+        instruct_ids = None
+        if voice.instruct:
+            self.tok.check_text(voice.instruct, "the instruct")
+            if self.cfg.supports_instruct:
+                instruct_ids = self.tok.encode(INSTRUCT_TEMPLATE.format(text=voice.instruct))
+        ref_ids = codes = None
+        if icl:
+            codes = torch.as_tensor(voice.ref_codes, dtype=torch.long)
+            groups = self.cfg.talker.num_code_groups
+            if codes.dim() != 2 or codes.shape[1] != groups or codes.shape[0] == 0:
+                raise PromptError(f"reference codes must have shape [frames, {groups}]; got {tuple(codes.shape)}")
+            if int(codes.min()) < 0 or int(codes.max()) >= self.cfg.ids.num_audio_codes:
+                raise PromptError(f"reference codes must lie in 0..{self.cfg.ids.num_audio_codes - 1}")
+            ref_ids = self.tok.encode(REF_TEMPLATE.format(text=voice.ref_text))[ROLE_LEN:-REF_SUFFIX_LEN]
+        return _CheckedVoice(lang_id, spk, instruct_ids, ref_ids, codes)
+
+    def shape(self, voice: Voice) -> PromptShape:
+        """Check `voice` as `build` does and count the positions its prompts take, building none."""
+        v = self._checked(voice)
+        codec_rows = (3 if v.lang_id is None else 4) + (v.spk is not None) + 2  # think..., [speaker], pad, bos
+        before = len(v.instruct_ids or ()) + ROLE_LEN + codec_rows - 1  # codec_bos opens the text
+        if v.codes is None:
+            return PromptShape(before, voice.non_streaming_text)
+        return PromptShape(before, voice.non_streaming_text, icl_text=len(v.ref_ids), icl_codec=1 + v.codes.shape[0])
+
+    def build_ids(self, role_ids: list[int], body: list[int], voice: Voice = Voice()) -> Prompt:
+        """The prompt for text already tokenized: the role's ids and the text's (the template's slices)."""
+        ids = self.cfg.ids
+        v = self._checked(voice)
+        lang_id, spk, icl = v.lang_id, v.spk, v.codes is not None
 
         emb = self.emb
         tb, te, tp = self._text_of_fixed_ids([ids.tts_bos, ids.tts_eos, ids.tts_pad]).split(1, dim=1)
         parts = []
-        if voice.instruct:
-            self.tok.check_text(voice.instruct, "the instruct")
-            if self.cfg.supports_instruct:
-                parts.append(emb.text(self.tok.encode(INSTRUCT_TEMPLATE.format(text=voice.instruct))))
-            else:  # the official wrapper drops it too ([W] L799-800)
-                warnings.warn(f"this {self.cfg.size} {self.cfg.variant} checkpoint ignores instruct text", stacklevel=2)
+        if v.instruct_ids is not None:
+            parts.append(emb.text(v.instruct_ids))
+        elif voice.instruct:  # the official wrapper drops it too ([W] L799-800)
+            warnings.warn(f"this {self.cfg.size} {self.cfg.variant} checkpoint ignores instruct text", stacklevel=2)
         parts.append(self._text_of_fixed_ids(role_ids))
 
         think = [ids.codec_nothink, ids.codec_think_bos, ids.codec_think_eos] if lang_id is None else \
@@ -255,8 +251,7 @@ class PromptBuilder:
         bos = codec[:, -1:]
 
         if icl:
-            ref_ids = self.tok.encode(REF_TEMPLATE.format(text=voice.ref_text))[ROLE_LEN:-REF_SUFFIX_LEN]
-            prefix, trailing = self._icl(body, ref_ids, voice.ref_codes, bos, tp, te, voice.non_streaming_text)
+            prefix, trailing = self._icl(body, v.ref_ids, v.codes, bos, tp, te, voice.non_streaming_text)
             parts.append(prefix)
         elif voice.non_streaming_text:
             pads = emb.codec([ids.codec_pad] * (len(body) + 1))
@@ -268,13 +263,7 @@ class PromptBuilder:
             trailing = torch.cat([emb.text(body[1:]), te], dim=1) if len(body) > 1 else te
         return Prompt(embeds=torch.cat(parts, dim=1), trailing=trailing, pad=tp, text_ids=body)
 
-    def _icl(self, body, ref_ids, ref_codes, bos, tp, te, non_streaming):
-        codes = torch.as_tensor(ref_codes, dtype=torch.long)
-        groups = self.cfg.talker.num_code_groups
-        if codes.dim() != 2 or codes.shape[1] != groups or codes.shape[0] == 0:
-            raise PromptError(f"reference codes must have shape [frames, {groups}]; got {tuple(codes.shape)}")
-        if int(codes.min()) < 0 or int(codes.max()) >= self.cfg.ids.num_audio_codes:
-            raise PromptError(f"reference codes must lie in 0..{self.cfg.ids.num_audio_codes - 1}")
+    def _icl(self, body, ref_ids, codes, bos, tp, te, non_streaming):
         text = torch.cat([self.emb.text(list(ref_ids) + list(body)), te], dim=1)
         codec = torch.cat([bos, self.emb.frames(codes[None])], dim=1)
         n_text, n_codec = text.shape[1], codec.shape[1]

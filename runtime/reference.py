@@ -6,9 +6,10 @@ import torch
 
 from .checkpoint import Networks, load_networks
 from .generate import GenerationResult, ReferenceGenerator
-from .prompt import Prompt, PromptBuilder, Voice
+from .prompt import Prompt, PromptBuilder
 from .sampling import SamplingParams
 from .text import TextTokenizer
+from .voice import Voice
 
 
 class Reference:

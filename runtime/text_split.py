@@ -1,8 +1,8 @@
 """Split text that does not fit one talker context into pieces at sentence boundaries.
 
 Sentences are kept whole where they fit; a sentence that alone is too long is cut at clause
-punctuation, then at spaces, then anywhere. `fits(piece)` is the caller's budget test (it knows
-the tokenizer and the engines' context), so this module only knows punctuation.
+punctuation, then at spaces, then anywhere (the cut points: `text_cuts`). `fits(piece)` is the
+caller's budget test (it knows the tokenizer and the engines' context).
 """
 
 from __future__ import annotations
@@ -10,8 +10,7 @@ from __future__ import annotations
 import re
 from typing import Callable
 
-SENTENCE_END = re.compile(r"(?<=[.!?;。！？；…])[\"'”’」』)]*\s*|\n+")
-CLAUSE_END = re.compile(r"(?<=[,:，、：])\s*")
+from .text_cuts import CLAUSE_CUT, SENTENCE_CUT, WORD_CUT
 
 
 def _pieces(text: str, pattern: re.Pattern) -> list[str]:
@@ -63,15 +62,15 @@ def split_text(text: str, fits: Callable[[str], bool]) -> list[str]:
     if fits(text):
         return [text]
     result: list[str] = []
-    for sentence in _pack(_pieces(text, SENTENCE_END), fits):
+    for sentence in _pack(_pieces(text, SENTENCE_CUT), fits):
         if fits(sentence):
             result.append(sentence)
             continue
-        for clause in _pack(_pieces(sentence, CLAUSE_END), fits):
+        for clause in _pack(_pieces(sentence, CLAUSE_CUT), fits):
             if fits(clause):
                 result.append(clause)
                 continue
-            for word_group in _pack(re.findall(r"\S+\s*", clause), fits):
+            for word_group in _pack(_pieces(clause, WORD_CUT), fits):
                 if fits(word_group):
                     result.append(word_group)
                     continue

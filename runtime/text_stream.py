@@ -16,7 +16,6 @@ the model the text had ended), and it counts that wait.
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 
@@ -24,6 +23,7 @@ from .config import ASSISTANT_TEMPLATE
 from .errors import PromptError
 from .prompt import ASSISTANT_SUFFIX_LEN, ROLE_LEN
 from .text import TextTokenizer
+from .text_cuts import CLAUSE_CUT, SENTENCE_CUT, WORD_CUT
 
 _ROLE_PREFIX, _ = ASSISTANT_TEMPLATE.split("{text}")
 
@@ -156,13 +156,6 @@ class Segment:
     def _note_role(self) -> None:
         if self.role_ids is None and self.tok.ids:
             self.role_ids = self.tok.tok.encode(_ROLE_PREFIX + self.tok.text)[:ROLE_LEN]
-
-
-# A sentence ends at its punctuation (and closing quotes) once the text goes on after it with a
-# space; CJK punctuation ends it at once. "3.14" and "e.g.," are not ends.
-SENTENCE_CUT = re.compile(r"[.!?;…]+[\"'”’」』)]*(?=\s)|[。！？；]+[\"'”’」』)]*")
-CLAUSE_CUT = re.compile(r"[,:]+(?=\s)|[，、：]")
-WORD_CUT = re.compile(r"\S(?=\s)")
 
 
 class TextInput:
@@ -357,3 +350,29 @@ class LivePrompt:
         if k < len(ids):
             return self._emb.text([ids[k]])
         return self._eos if (k == len(ids) and self.feed.closed) else self.pad
+
+
+def pump_text(fragments, live: TextInput) -> None:
+    """Read an iterable of text fragments into `live` (a thread of its own: reading may block)."""
+    try:
+        for fragment in fragments:
+            if live.cancelled:
+                return
+            live.push(fragment)
+    except Exception as exc:  # noqa: BLE001  (the text source failed: end the utterance with its error)
+        live.source_failed(exc)
+        return
+    live.close()
+
+
+async def apump_text(fragments, live: TextInput) -> None:
+    """`pump_text` for an async iterable, on the event loop."""
+    try:
+        async for fragment in fragments:
+            if live.cancelled:
+                return
+            live.push(fragment)
+    except Exception as exc:  # noqa: BLE001  (the text source failed: end the utterance with its error)
+        live.source_failed(exc)
+        return
+    live.close()

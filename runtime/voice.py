@@ -1,4 +1,5 @@
-"""Voice cloning from a recording: reference audio in, a reusable `.voice` file out.
+"""Who speaks: the `Voice` value type, the rule that a cloned voice fits only the model it was made
+for, and voice cloning from a recording: reference audio in, a reusable `.voice` file out.
 
     audio file / array ─> mono, 24 kHz (soxr) ─> speaker encoder ─> x-vector      ┐
                                                └> codec encoder  ─> ref codes (ICL) ┴> Voice ─> NAME.voice
@@ -33,10 +34,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import ModelConfig
+from .config import ModelConfig, load_model_config
 from .contract import REF_SAMPLE_RATE, EngineLimits
-from .errors import VoiceError
-from .prompt import Voice, VoiceOrigin
+from .errors import PromptError, VoiceError
 
 SAMPLE_RATE = REF_SAMPLE_RATE
 MIN_SECONDS, MAX_SECONDS = EngineLimits.min_ref_seconds, EngineLimits.max_ref_seconds
@@ -45,6 +45,67 @@ FILE_FORMATS = {"WAV": "WAV", "WAVEX": "WAV", "FLAC": "FLAC", "OGG": "OGG"}
 SILENCE_PEAK = 1.0 / 32768  # one 16-bit step
 VOICE_FORMAT, VOICE_VERSION = "qwen3-tts-trt.voice", "1"
 CONVERT_HINT = "convert it to WAV, FLAC or OGG first (e.g. ffmpeg -i INPUT -ar 24000 -ac 1 ref.wav)"
+
+
+# -- the voice ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class VoiceOrigin:
+    """The model a cloned voice was made for (x-vectors mean something only to their own model)."""
+
+    model: str
+    variant: str
+    size: str
+    config_hash: str
+    hidden_size: int
+
+    def to_dict(self) -> dict:
+        return dict(model=self.model, variant=self.variant, size=self.size, config_hash=self.config_hash,
+                    hidden_size=self.hidden_size)
+
+
+@dataclass(frozen=True)
+class Voice:
+    """Who speaks, and how. Which fields apply depends on the checkpoint variant.
+
+    Cloned voices (Base): `Voice.from_audio(...)` encodes a recording once; `voice.save(path)` and
+    `Voice.load(path)` keep it in a .voice file (below).
+    """
+
+    speaker: str | None = None  # CustomVoice
+    language: str = "auto"
+    instruct: str | None = None  # VoiceDesign, 1.7B CustomVoice
+    xvector: torch.Tensor | None = None  # Base clone: speaker embedding [H]
+    ref_codes: torch.Tensor | None = None  # Base ICL clone: reference codes [F, 16]
+    ref_text: str | None = None  # Base ICL clone: transcript of the reference
+    non_streaming_text: bool = False  # feed the whole text in the prefill (official non_streaming_mode)
+    made_for: VoiceOrigin | None = None  # cloned voices: the model that encoded them (checked at use)
+
+    @classmethod
+    def from_audio(cls, audio, ref_text: str | None = None, *, model=None, encoders=None,
+                   sample_rate: int | None = None, x_vector_only: bool = False, language: str = "auto",
+                   build_dir=None, backend: str = "auto") -> "Voice":
+        """Encode reference audio (a WAV/FLAC/OGG path, or an array with `sample_rate`) into a voice.
+        Give `model` (checkpoint; with `build_dir` to run its engines) or ready `encoders`."""
+        if encoders is None:
+            if model is None:
+                raise PromptError("Voice.from_audio needs the Base checkpoint: model=...")
+            encoders = VoiceMaker.open(model, build_dir, backend).encoders
+        return make_voice(encoders, audio, ref_text, sample_rate=sample_rate, x_vector_only=x_vector_only,
+                          language=language)
+
+    @classmethod
+    def load(cls, path, model=None) -> "Voice":
+        """Read a .voice file; with `model` (a checkpoint or its ModelConfig), refuse a voice made for another."""
+        config = model if isinstance(model, ModelConfig) or model is None else None
+        if model is not None and config is None:
+            from .checkpoint import resolve_checkpoint
+
+            config = load_model_config(resolve_checkpoint(model))
+        return load_voice(path, config)
+
+    def save(self, path):
+        """Write this cloned voice to a .voice file (atomically); returns the path."""
+        return save_voice(self, path)
 
 
 # -- reference audio ---------------------------------------------------------------------------
@@ -253,7 +314,6 @@ class VoiceLibrary:
 
     def __init__(self, checkpoint, build_dir: str | os.PathLike | None = None, backend: str = "auto"):
         from .checkpoint import resolve_checkpoint
-        from .config import load_model_config
 
         self.checkpoint, self.build_dir, self.backend = checkpoint, build_dir, backend
         self.config = load_model_config(resolve_checkpoint(checkpoint))

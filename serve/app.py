@@ -1,4 +1,4 @@
-"""The Ray Serve deployment: one `SpeechEngine` per replica behind an OpenAI-compatible API.
+"""The Ray Serve deployment: one `StreamPool` per replica behind an OpenAI-compatible API.
 
     POST /v1/audio/speech          OpenAI's speech API (+ vLLM-Omni / SGLang-Omni extension fields);
                                    the body streams as chunks are made: `pcm` or `wav`
@@ -24,11 +24,11 @@ from pydantic import ValidationError
 from ray import serve
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
-from qwen3_tts_trt.runtime.errors import PromptError, Qwen3TTSError
+from qwen3_tts_trt.runtime.errors import PoolBusy, PromptError, Qwen3TTSError
+from qwen3_tts_trt.runtime.stream_pool import PooledStream, StreamPool
 
-from .audio import MEDIA_TYPES, pcm_bytes, wav_header
+from .audio import MEDIA_TYPES, wav_header
 from .config import ServeConfig
-from .engine import EngineBusy, SpeechEngine, SpeechStream
 from .errors import RequestError, bad_request
 from .metrics import PlaybackClock, ServeMetrics
 from .schemas import FORMATS, SessionConfig, SpeechRequest, VoiceFields
@@ -118,7 +118,7 @@ class SpeechServer:
         self.config = config
         # The constructor loads and warms the engines: Ray routes requests to a replica only
         # once it returns, so a replica is never reachable before it can answer at full speed.
-        self.engine = SpeechEngine.load(config.model, config.build_dir, config.backend, fallback=config.fallback,
+        self.pool = StreamPool.load(config.model, config.build_dir, config.backend, fallback=config.fallback,
                                         warmup=config.warmup, capacity=config.capacity,
                                         max_waiting=config.max_waiting, wait_s=config.wait_s)
         self.voices = VoiceBook(config.model, config.build_dir, config.backend, config.voice_dir)
@@ -134,13 +134,13 @@ class SpeechServer:
     # -- plain routes ----------------------------------------------------------------------------
     @api.get("/health")
     async def health(self):
-        e = self.engine
-        return {"status": "ready", "model": self.config.served_model, "backend": e.synth.backend_name,
+        pool = self.pool
+        return {"status": "ready", "model": self.config.served_model, "backend": pool.synth.backend_name,
                 "node_id": self.node_id,
-                "capacity": e.capacity, "live_streams": e.live, "waiting": e.waiting,
+                "capacity": pool.capacity, "live_streams": pool.live, "waiting": pool.waiting,
                 "streams_served": self.metrics.served, "streams_cancelled": self.metrics.cancelled,
                 "last_cancelled": self.metrics.last_cancelled, "rss_mb": _rss_mb(),
-                "step_loop": asdict(e.synth.steps.stats)}
+                "step_loop": asdict(pool.synth.steps.stats)}
 
     @api.get("/v1/voices")
     async def voices(self):
@@ -179,7 +179,7 @@ class SpeechServer:
             raise
         if first is not None:
             self.metrics.first_chunk(endpoint, time.perf_counter() - t0)
-        headers = {"X-Sample-Rate": str(self.engine.sample_rate), "Cache-Control": "no-store"}
+        headers = {"X-Sample-Rate": str(self.pool.sample_rate), "Cache-Control": "no-store"}
         return StreamingResponse(self._body(stream, first, fmt, clock), media_type=MEDIA_TYPES[fmt],
                                  headers=headers)
 
@@ -213,42 +213,42 @@ class SpeechServer:
                                           ref_audio=fields.ref_audio, ref_text=fields.ref_text,
                                           x_vector_only=fields.x_vector_only_mode)
         try:
-            params = self.engine.default_params(greedy=fields.greedy, **fields.sampling())
-            self.engine.check(voice, params)
+            params = self.pool.default_params(greedy=fields.greedy, **fields.sampling())
+            self.pool.check(voice, params)
         except (PromptError, TypeError) as exc:
             raise bad_request(str(exc), code="invalid_request") from None
         return voice, params
 
-    async def _open(self, text, voice, params) -> SpeechStream:
+    async def _open(self, text, voice, params) -> PooledStream:
         try:
-            stream = await self.engine.open(text, voice, params)
-        except EngineBusy as exc:
+            stream = await self.pool.open(text, voice, params)
+        except PoolBusy as exc:
             raise RequestError(503, str(exc), code="engine_busy") from None
-        self.metrics.set_live(self.engine.live)
+        self.metrics.set_live(self.pool.live)
         return stream
 
-    async def _body(self, stream: SpeechStream, first, fmt: str, clock: PlaybackClock):
+    async def _body(self, stream: PooledStream, first, fmt: str, clock: PlaybackClock):
         """The response body. A client that disconnects cancels this generator (Serve cancels the
         request), and `stream.aclose()` then stops the engine at its next frame."""
         try:
             if fmt == "wav":
-                yield wav_header(self.engine.sample_rate)
+                yield wav_header(self.pool.sample_rate)
             if first is None:
                 return
             clock.sent(first.seconds)
-            yield pcm_bytes(first.samples)
+            yield first.pcm16_bytes()
             async for chunk in stream:
                 clock.sent(chunk.seconds)
-                yield pcm_bytes(chunk.samples)
+                yield chunk.pcm16_bytes()
         finally:  # an engine failure after the status line: the body ends short, and the metrics say so
             await stream.aclose()
 
-    def _done(self, endpoint: str, stream: SpeechStream, *, underruns: int = 0) -> None:
-        """Accounting of a stream whose slot is free again (SpeechStream.on_release)."""
+    def _done(self, endpoint: str, stream: PooledStream, *, underruns: int = 0) -> None:
+        """Accounting of a stream whose slot is free again (PooledStream.on_release)."""
         refused = isinstance(stream.error, PromptError)  # counted in rejected_total{reason="bad_request"}
         self.metrics.finished(endpoint, stream.metrics, error=stream.error is not None and not refused,
                               refused=refused, underruns=underruns)
-        self.metrics.set_live(self.engine.live)
+        self.metrics.set_live(self.pool.live)
 
     # -- WebSocket /v1/audio/speech/stream -----------------------------------------------------------
     @api.websocket("/v1/audio/speech/stream")
@@ -365,8 +365,8 @@ class SpeechServer:
                 texts.put_nowait(None)
                 return exc
 
-    async def _send_audio(self, ws: WebSocket, stream: SpeechStream, endpoint: str, t0: float) -> None:
-        await ws.send_json({"type": "audio.start", "format": "pcm", "sample_rate": self.engine.sample_rate,
+    async def _send_audio(self, ws: WebSocket, stream: PooledStream, endpoint: str, t0: float) -> None:
+        await ws.send_json({"type": "audio.start", "format": "pcm", "sample_rate": self.pool.sample_rate,
                             "channels": 1, "sample_width": 2})
         first = True
         try:
@@ -374,7 +374,7 @@ class SpeechServer:
                 if first:
                     self.metrics.first_chunk(endpoint, time.perf_counter() - t0)
                     first = False
-                await ws.send_bytes(pcm_bytes(chunk.samples))
+                await ws.send_bytes(chunk.pcm16_bytes())
         except PromptError as exc:  # e.g. the text was empty after all
             raise bad_request(str(exc), "text", "invalid_request") from None
         finally:

@@ -12,14 +12,7 @@ from __future__ import annotations
 import io
 import wave
 
-import numpy as np
-
 WAV_MAX_DATA = 0xFFFFFFFF - 36  # RIFF sizes are 32-bit; the RIFF chunk holds 36 header bytes plus the data
-
-
-def pcm_bytes(samples: np.ndarray) -> bytes:
-    """int16 samples -> little-endian bytes, whatever the host's byte order."""
-    return np.asarray(samples, dtype="<i2").tobytes()
 
 
 def wav_header(sample_rate: int) -> bytes:

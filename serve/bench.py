@@ -49,8 +49,8 @@ def _summary(ms: list[float]) -> dict:
 def direct(args) -> list[float]:
     import torch
 
-    from qwen3_tts_trt.runtime.prompt import Voice
-    from qwen3_tts_trt.runtime.stream import StreamOptions, Synthesizer
+    from qwen3_tts_trt.runtime.stream import Synthesizer
+    from qwen3_tts_trt.runtime.voice import Voice
 
     from .config import ServeConfig
 
@@ -59,7 +59,7 @@ def direct(args) -> list[float]:
     # itself is read when torch is imported, which the `serve` package has done by now.)
     torch.set_num_threads(ServeConfig(model="").threads)
 
-    synth = Synthesizer.open(args.model, args.build_dir, args.backend, options=StreamOptions(pcm16=True))
+    synth = Synthesizer.open(args.model, args.build_dir, args.backend)
     synth.warmup()
     out = []
     for i in range(args.runs):
@@ -123,7 +123,7 @@ def concurrent_direct(args, streams: int) -> dict:
     stream's TTFC and the frames per second of all of them together."""
     import threading
 
-    from qwen3_tts_trt.runtime.prompt import Voice
+    from qwen3_tts_trt.runtime.voice import Voice
 
     synths = _synths(args, streams)
     ttfc, frames, wall = [], 0, 0.0
@@ -157,10 +157,10 @@ _SYNTHS: list = []
 
 def _synths(args, n: int) -> list:
     """n synthesizers on one step loop (made once, grown as needed)."""
-    from qwen3_tts_trt.runtime.stream import StreamOptions, Synthesizer
+    from qwen3_tts_trt.runtime.stream import Synthesizer
 
     if not _SYNTHS:
-        first = Synthesizer.open(args.model, args.build_dir, args.backend, options=StreamOptions(pcm16=True))
+        first = Synthesizer.open(args.model, args.build_dir, args.backend)
         first.warmup()
         _SYNTHS.append(first)
     while len(_SYNTHS) < n:

@@ -21,8 +21,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from qwen3_tts_trt.runtime.errors import VoiceError
-from qwen3_tts_trt.runtime.prompt import Voice
-from qwen3_tts_trt.runtime.voice import VoiceLibrary
+from qwen3_tts_trt.runtime.voice import Voice, VoiceLibrary
 
 from .errors import bad_request
 

@@ -20,7 +20,7 @@ def test_first_audio_writes_the_calls_before_each_first_chunk(tiny_build, tiny_c
     for u in figures["utterances"]:
         calls = [c["call"] for c in u["timeline"]]
         # a stream's first chunk: the prefill, frame 1's codes, then the codec on that one frame
-        assert calls[0] == "prefill" and calls.index("predict_frame") < calls.index("codec_step"), calls
-        assert calls.count("prefill") == 1 and calls.count("codec_step") == 1, calls
-        codec = u["timeline"][calls.index("codec_step")]
+        assert calls[0] == "prefill" and calls.index("predict_frame") < calls.index("codec_run"), calls
+        assert calls.count("prefill") == 1 and calls.count("codec_run") == 1, calls
+        codec = u["timeline"][calls.index("codec_run")]
         assert codec["end_ms"] <= u["first_chunk_ms"] and u["ttfc_ms"] > 0

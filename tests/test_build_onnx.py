@@ -22,9 +22,9 @@ from qwen3_tts_trt.runtime.contract import ENGINES, EngineLimits, dim_ranges, en
 from qwen3_tts_trt.runtime.decode_loop import FrameLoop
 from qwen3_tts_trt.runtime.errors import EngineMismatchError
 from qwen3_tts_trt.runtime.manifest import check_manifest, load_manifest
-from qwen3_tts_trt.runtime.prompt import Voice
 from qwen3_tts_trt.runtime.reference import Reference
 from qwen3_tts_trt.runtime.sampling import SamplingParams
+from qwen3_tts_trt.runtime.voice import Voice
 
 # max_batch 16: the tests' builds carry the step loop's batched graphs (tests/test_scheduler.py)
 LIMITS = EngineLimits(max_context=256, max_prompt=128, max_chunk=10, max_batch=16)
@@ -144,9 +144,10 @@ def test_onnx_codec_stream_equals_whole_decode(tiny_build, tiny_custom_voice):
     backend = open_backend("onnx", tiny_custom_voice, out)
     codes = torch.randint(0, 2048, (1, 16, 63), generator=torch.Generator().manual_seed(5))
     whole = load_networks(tiny_custom_voice).codec.decode(codes)
-    pieces, i = [], 0
+    pieces, i, state = [], 0, backend.new_codec_state()
     for n in [1, 2, 4, 8] + [10] * 5:
-        pieces.append(backend.codec_step(codes[..., i:i + n]))
+        pcm, state = backend.codec_run(codes[..., i:i + n], state)
+        pieces.append(pcm)
         i += n
     streamed = torch.cat(pieces, dim=-1)
     assert streamed.shape == whole.shape

@@ -10,9 +10,9 @@ from qwen3_tts_trt.export.op_support import check_model
 from qwen3_tts_trt.runtime.backends import open_backend
 from qwen3_tts_trt.runtime.contract import ENGINES, EngineLimits
 from qwen3_tts_trt.runtime.decode_loop import FrameLoop
-from qwen3_tts_trt.runtime.prompt import Voice
 from qwen3_tts_trt.runtime.reference import Reference
 from qwen3_tts_trt.runtime.sampling import SamplingParams
+from qwen3_tts_trt.runtime.voice import Voice
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]  # 0.6B shapes: minutes on 2 cores
 LIMITS = EngineLimits(max_context=512, max_prompt=256)

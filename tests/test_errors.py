@@ -11,8 +11,8 @@ import torch
 from qwen3_tts_trt.runtime.checkpoint import load_networks, resolve_checkpoint
 from qwen3_tts_trt.runtime.config import load_model_config
 from qwen3_tts_trt.runtime.errors import CheckpointError, PromptError
-from qwen3_tts_trt.runtime.prompt import Voice
 from qwen3_tts_trt.runtime.reference import Reference
+from qwen3_tts_trt.runtime.voice import Voice
 
 
 @pytest.fixture()

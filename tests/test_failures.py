@@ -24,10 +24,10 @@ from qwen3_tts_trt.runtime.backends import open_backend
 from qwen3_tts_trt.runtime.checkpoint import resolve_checkpoint
 from qwen3_tts_trt.runtime.config import load_model_config
 from qwen3_tts_trt.runtime.errors import BackendUnavailableError, CheckpointError, EngineMismatchError, PromptError
-from qwen3_tts_trt.runtime.prompt import Voice
 from qwen3_tts_trt.runtime.reference import Reference
 from qwen3_tts_trt.runtime.sampling import SamplingParams
 from qwen3_tts_trt.runtime.stream import Synthesizer
+from qwen3_tts_trt.runtime.voice import Voice
 from test_build_onnx import LIMITS, TEXT
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,7 +37,7 @@ VOICE = Voice(speaker="ryan", language="english")
 # -- helpers ------------------------------------------------------------------------------------
 def cli(*args, cwd=None, stdin: bytes | None = None, timeout=300) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    return subprocess.run([sys.executable, "-m", "qwen3_tts_trt.runtime.cli", *map(str, args)], cwd=cwd or ROOT, env=env,
+    return subprocess.run([sys.executable, "-m", "qwen3_tts_trt.commands", *map(str, args)], cwd=cwd or ROOT, env=env,
                           input=stdin, capture_output=True, timeout=timeout)
 
 
@@ -220,18 +220,18 @@ def test_unknown_backend_is_the_projects_error(tiny_custom_voice):
 # -- 4. pathological text ---------------------------------------------------------------------------
 @pytest.mark.parametrize("text", ["x" * 5000, "a " * 2500, "日本語" * 1500], ids=["one_word", "tiny_words", "cjk"])
 def test_long_unbroken_text_splits_in_linear_work(synth, text, monkeypatch):
-    builds = []
-    inner = synth.prompts.build
+    tokenized = []
+    inner = synth.prompts.tok.encode
 
-    def counting(piece, voice):  # counts, and runs the real build
-        builds.append(len(piece))
-        return inner(piece, voice)
+    def counting(piece):  # counts, and runs the real tokenizer
+        tokenized.append(len(piece))
+        return inner(piece)
 
-    monkeypatch.setattr(synth.prompts, "build", counting)
-    pieces = synth._plan(text, VOICE, SamplingParams.greedy(max_new_tokens=20))
+    monkeypatch.setattr(synth.prompts.tok, "encode", counting)
+    pieces = synth.planner.plan(text, VOICE, SamplingParams.greedy(max_new_tokens=20))
     assert "".join(pieces).replace(" ", "") == text.replace(" ", "")
-    # each piece costs a few builds of at most twice its length (doubling + bisection): linear work
-    assert len(builds) <= 16 * len(pieces) + 4 and sum(builds) <= 40 * len(text), (len(builds), len(pieces))
+    # each piece costs a few tokenizations of at most twice its length (doubling + bisection): linear work
+    assert len(tokenized) <= 24 * len(pieces) + 4 and sum(tokenized) <= 40 * len(text), (len(tokenized), len(pieces))
     monkeypatch.undo()
     for p in synth.prepare(text, VOICE, SamplingParams.greedy(max_new_tokens=20)):
         assert p.length <= LIMITS.max_prompt and p.text_positions < LIMITS.max_context
@@ -390,7 +390,7 @@ def test_cli_interrupt_leaves_a_valid_wav(say_args, tmp_path, sig, status):
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     # The child gets Ctrl-C's default disposition, as from a terminal: an ignored SIGINT in this
     # process (left by anything it ran before) would be inherited and make the child deaf to it.
-    proc = subprocess.Popen([sys.executable, "-m", "qwen3_tts_trt.runtime.cli", "say", text, *map(str, say_args), "-o", str(wav)],
+    proc = subprocess.Popen([sys.executable, "-m", "qwen3_tts_trt.commands", "say", text, *map(str, say_args), "-o", str(wav)],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
@@ -428,7 +428,7 @@ def test_cli_text_from_stdin_and_file_list_voices_version_and_quiet_runs(say_arg
 
 
 def test_cli_every_option_has_help_with_its_default():
-    from qwen3_tts_trt.runtime.cli import build_parser
+    from qwen3_tts_trt.commands.main import build_parser
 
     parser = build_parser()
     subs = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction").choices
@@ -538,11 +538,12 @@ def test_fuzz_random_unicode_ends_in_audio_or_a_project_error(synth):
 def test_cli_official_layout_flag(synth, tiny_custom_voice):
     """--official-layout gives what the official generate_custom_voice defaults to: the whole text in
     the prefill (non-streaming) for CustomVoice; the default here stays streaming text."""
-    from qwen3_tts_trt.runtime.cli import _voice, build_parser
+    from qwen3_tts_trt.commands.main import build_parser
+    from qwen3_tts_trt.commands.options import voice_of
 
     parser = build_parser()
     base = ["say", "Hi.", "-m", str(tiny_custom_voice), "--speaker", "ryan"]
-    assert _voice(parser.parse_args(base + ["--official-layout"]), synth).non_streaming_text is True
-    assert _voice(parser.parse_args(base), synth).non_streaming_text is False
+    assert voice_of(parser.parse_args(base + ["--official-layout"]), synth).non_streaming_text is True
+    assert voice_of(parser.parse_args(base), synth).non_streaming_text is False
     proc = cli(*base, "--official-layout", "--non-streaming-text")
     one_error_line(proc, "not allowed with argument")

@@ -12,9 +12,9 @@ import torch
 
 from conftest import edited_checkpoint
 from official import load_official
-from qwen3_tts_trt.runtime.prompt import Voice
 from qwen3_tts_trt.runtime.reference import Reference
 from qwen3_tts_trt.runtime.sampling import SamplingParams
+from qwen3_tts_trt.runtime.voice import Voice
 
 MAX_NEW = 48  # official counting: 47 frames unless EOS comes first
 TEXT = "Hello world, this is a streaming test of the voice runtime."

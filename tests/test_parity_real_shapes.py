@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from qwen3_tts_trt.runtime.prompt import Voice
 from qwen3_tts_trt.runtime.reference import Reference
 from qwen3_tts_trt.runtime.sampling import SamplingParams
+from qwen3_tts_trt.runtime.voice import Voice
 from test_parity_official import MAX_NEW, TEXT, OfficialRun
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]  # 0.6B shapes: minutes on 2 cores

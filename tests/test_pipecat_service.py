@@ -34,8 +34,8 @@ from pipecat.tests.utils import SleepFrame, run_test  # noqa: E402
 from pipecat.transcriptions.language import Language  # noqa: E402
 
 from qwen3_tts_trt.pipecat_service import Qwen3TTSService, Qwen3TTSSettings  # noqa: E402
-from qwen3_tts_trt.runtime.prompt import Voice  # noqa: E402
-from qwen3_tts_trt.runtime.stream import Synthesizer, to_pcm16  # noqa: E402
+from qwen3_tts_trt.runtime.voice import Voice  # noqa: E402
+from qwen3_tts_trt.runtime.stream import StreamOptions, Synthesizer  # noqa: E402
 
 FRAMES = 40  # frames per piece of text: random weights rarely say EOS, so bound every utterance
 GREEDY = Qwen3TTSSettings(voice="ryan", language=Language.EN, greedy=True, max_new_tokens=FRAMES + 1)
@@ -76,7 +76,7 @@ def reference_pcm(synth, text, speaker="ryan", max_new_tokens=FRAMES + 1, **para
     params["max_new_tokens"] = max_new_tokens
     p = synth.greedy_params(**params) if not params.get("seed") else synth.default_params(**params)
     voice = Voice(speaker=speaker, language="english")
-    return b"".join(to_pcm16(c.samples).tobytes() for c in synth.stream(text, voice, p))
+    return b"".join(c.pcm16_bytes() for c in synth.stream(text, voice, p))
 
 
 def audio_of(frames, context_id=None) -> bytes:
@@ -118,6 +118,24 @@ async def test_speak_frame_order_and_audio_equal_the_synthesizer(synth):
     assert audio[0].num_frames == 1920  # the first chunk is one 80 ms frame
     assert audio_of(down) == reference_pcm(synth, HELLO)
     assert not [f for f in up if isinstance(f, ErrorFrame)]
+
+
+@pytest.mark.parametrize("options", [StreamOptions(), StreamOptions(chunk_ramp=(3, 5), base_frames=20)],
+                         ids=["default", "own_ramp_and_cap"])
+async def test_one_synthesizer_gives_the_same_pcm16_to_pipecat_and_to_the_servers_pool(
+        tiny_build, tiny_custom_voice, options):
+    """Chunks carry float32 samples whatever the synthesizer's options, and every front end turns
+    them into PCM16 the same way: the bytes Pipecat plays equal the bytes the server sends."""
+    from qwen3_tts_trt.runtime.stream_pool import StreamPool
+
+    synth = Synthesizer.open(tiny_custom_voice, tiny_build[0], "onnx", options=options)
+    down, up = await run_test(service(synth), frames_to_send=[TTSSpeakFrame(HELLO)])
+    assert not [f for f in up if isinstance(f, ErrorFrame)]
+    pool = StreamPool(synth, capacity=1)
+    stream = await pool.open(HELLO, Voice(speaker="ryan", language="english"),
+                             pool.default_params(greedy=True, max_new_tokens=FRAMES + 1))
+    served = b"".join([chunk.pcm16_bytes() async for chunk in stream])
+    assert len(served) > 2 * 1920 and audio_of(down) == served == reference_pcm(synth, HELLO)
 
 
 async def test_llm_turn_of_two_sentences_is_one_context(synth):
@@ -530,7 +548,7 @@ async def test_a_voice_file_speaks_and_one_for_another_model_is_refused(tiny_bas
                                                                        max_new_tokens=FRAMES + 1))
     down, up = await run_test(tts, frames_to_send=[TTSSpeakFrame(HELLO)])
     loaded = Voice.load(path, model=tiny_base)
-    expected = b"".join(to_pcm16(c.samples).tobytes()
+    expected = b"".join(c.pcm16_bytes()
                         for c in synth.stream(HELLO, loaded, synth.greedy_params(max_new_tokens=FRAMES + 1)))
     assert audio_of(down) == expected and not [f for f in up if isinstance(f, ErrorFrame)]
 

@@ -17,8 +17,8 @@ from qwen3_tts_trt.runtime.backends import open_backend
 from qwen3_tts_trt.runtime.contract import EngineLimits
 from qwen3_tts_trt.runtime.errors import BackendUnavailableError, EngineMismatchError
 from qwen3_tts_trt.runtime.manifest import check_manifest, load_manifest
-from qwen3_tts_trt.runtime.prompt import Voice
 from qwen3_tts_trt.runtime.stream import Synthesizer
+from qwen3_tts_trt.runtime.voice import Voice
 
 from test_build_onnx import LIMITS, TEXT
 

@@ -12,8 +12,8 @@ from contextlib import closing
 
 import pytest
 
-from qwen3_tts_trt.runtime.prompt import Voice
 from qwen3_tts_trt.runtime.read_ahead import ReadAhead
+from qwen3_tts_trt.runtime.voice import Voice
 from test_stream import onnx_synth  # noqa: F401  (the fixture: a warmed-up ONNX Runtime synthesizer)
 
 
@@ -122,9 +122,9 @@ def test_a_reader_that_stops_pulling_holds_the_frames_to_one_chunk_ahead(onnx_sy
         first = next(chunks)
         assert first.frames == 1
         bound = 1 + max(ramp) + 1
-        _wait_until(lambda: onnx_synth._live_frames >= bound, timeout=3.0)
+        _wait_until(lambda: onnx_synth._control.frames_made >= bound, timeout=3.0)
         time.sleep(0.3)
-        assert onnx_synth._live_frames <= bound
+        assert onnx_synth._control.frames_made <= bound
         rest = list(chunks)
     m = onnx_synth.last_metrics
     assert m.end_reason == "max_new_tokens" and 1 + sum(c.frames for c in rest) == m.frames > bound

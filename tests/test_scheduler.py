@@ -16,8 +16,8 @@ import torch
 
 from qwen3_tts_trt.runtime.backends.base import KVSlots
 from qwen3_tts_trt.runtime.errors import BackendUnavailableError
-from qwen3_tts_trt.runtime.prompt import Voice
 from qwen3_tts_trt.runtime.stream import Synthesizer
+from qwen3_tts_trt.runtime.voice import Voice
 from test_build_onnx import LIMITS
 
 SPEAKERS = ("ryan", "vivian", "serena")

@@ -18,8 +18,8 @@ openai = pytest.importorskip("openai")
 websockets = pytest.importorskip("websockets")
 sf = pytest.importorskip("soundfile")
 
-from qwen3_tts_trt.runtime.prompt import Voice  # noqa: E402
-from qwen3_tts_trt.runtime.stream import StreamOptions, Synthesizer  # noqa: E402
+from qwen3_tts_trt.runtime.voice import Voice  # noqa: E402
+from qwen3_tts_trt.runtime.stream import Synthesizer, to_pcm16  # noqa: E402
 from test_build_onnx import LIMITS  # noqa: E402
 
 TEXT = "Hello there! The server streams this sentence."
@@ -63,7 +63,7 @@ def server(tiny_custom_voice, tiny_build):
 @pytest.fixture(scope="module")
 def synth(tiny_custom_voice, tiny_build):
     """The reference: the engines the replica runs, in this process, int16 out as the wire carries."""
-    return Synthesizer.open(tiny_custom_voice, tiny_build[0], "onnx", options=StreamOptions(pcm16=True))
+    return Synthesizer.open(tiny_custom_voice, tiny_build[0], "onnx")
 
 
 @pytest.fixture
@@ -74,7 +74,7 @@ def http(server):
 
 def _reference(synth, text=TEXT, *, seed=None, max_new_tokens=60, greedy=False) -> np.ndarray:
     params = (synth.greedy_params if greedy else synth.default_params)(max_new_tokens=max_new_tokens, seed=seed)
-    return synth.synthesize(text, Voice(speaker=VOICE), params)
+    return to_pcm16(synth.synthesize(text, Voice(speaker=VOICE), params))
 
 
 def _idle(http, cancelled_before: int) -> dict:
@@ -106,7 +106,7 @@ def test_openai_client_streams_a_wav_equal_to_the_synthesizer_and_the_cli(server
     # hands float samples to libsndfile, whose float -> int16 is floor(x * 32768) (measured with
     # soundfile 0.13 / libsndfile 1.2.2), where the runtime's to_pcm16, which the server's PCM16
     # and the reference above use, is round(x * 32767).
-    from qwen3_tts_trt.runtime.cli import main
+    from qwen3_tts_trt.commands.main import main
 
     cli_wav = tmp_path / "cli.wav"
     assert main(["say", TEXT, "--speaker", VOICE, "--seed", "7", "--max-new-tokens", "60", "-q", "--no-warmup",
@@ -184,7 +184,7 @@ async def test_websocket_incremental_text_equals_stream_text(server, synth):
     assert code == 1000 and final["type"] == "session.done"
     assert final["metrics"]["frames"] > 0 and final["metrics"]["ttfc_ms"] is not None
     params = synth.greedy_params(max_new_tokens=60)
-    expected = np.concatenate([c.samples for c in synth.stream_text(iter(fragments), Voice(speaker=VOICE), params)])
+    expected = np.concatenate([c.pcm16() for c in synth.stream_text(iter(fragments), Voice(speaker=VOICE), params)])
     np.testing.assert_array_equal(audio, expected)
 
 
@@ -202,7 +202,7 @@ async def test_websocket_close_frees_the_engine_and_the_next_stream_is_whole(ser
     audio, final, code = await _ws_speak(server["ws"], {"voice": VOICE, "seed": 3, "max_new_tokens": 60}, [TEXT])
     assert code == 1000 and final["type"] == "session.done"
     params = synth.default_params(max_new_tokens=60, seed=3)
-    expected = np.concatenate([c.samples for c in synth.stream_text(iter([TEXT]), Voice(speaker=VOICE), params)])
+    expected = np.concatenate([c.pcm16() for c in synth.stream_text(iter([TEXT]), Voice(speaker=VOICE), params)])
     np.testing.assert_array_equal(audio, expected)
 
 
@@ -223,7 +223,7 @@ async def test_sixteen_concurrent_streams_each_equal_their_solo_audio(server, ht
         b = body(i)
         params = (synth.greedy_params(max_new_tokens=b["max_new_tokens"]) if i % 2 == 0
                   else synth.default_params(max_new_tokens=b["max_new_tokens"], seed=b["seed"]))
-        alone = np.concatenate([c.samples for c in synth.stream(b["input"], Voice(speaker=VOICE), params)])
+        alone = np.concatenate([c.pcm16() for c in synth.stream(b["input"], Voice(speaker=VOICE), params)])
         np.testing.assert_array_equal(np.frombuffer(reply.content, np.int16), alone, err_msg=f"stream {i}")
     rows, calls = after["decode_rows"] - before["decode_rows"], after["decode_calls"] - before["decode_calls"]
     assert after["max_rows"] >= 4 and rows > 1.5 * calls, (rows, calls)  # the streams shared talker steps

@@ -19,7 +19,7 @@ import pytest
 pytest.importorskip("ray.serve")
 httpx = pytest.importorskip("httpx")
 
-from qwen3_tts_trt.runtime.stream import StreamOptions, Synthesizer  # noqa: E402
+from qwen3_tts_trt.runtime.stream import Synthesizer, to_pcm16  # noqa: E402
 from qwen3_tts_trt.runtime.voice import VoiceMaker  # noqa: E402
 from test_voice import REF_TEXT, write_wav  # noqa: E402
 
@@ -46,7 +46,7 @@ def base_server(tiny_base, tiny_base_build, tmp_path_factory):
     env = dict(os.environ, RAY_AUTH_MODE="disabled")
     log = open(work / "serve.log", "w+")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "qwen3_tts_trt.runtime.cli", "serve", "-m", str(tiny_base), "--build-dir", str(build),
+        [sys.executable, "-m", "qwen3_tts_trt.commands", "serve", "-m", str(tiny_base), "--build-dir", str(build),
          "--backend", "onnx", "--port", str(port), "--num-cpus", "0.5", "--voice-dir", str(voices),
          "--haproxy"],  # Serve's HAProxy mode here; tests/test_serve.py runs the default Python proxy
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -75,7 +75,7 @@ def base_server(tiny_base, tiny_base_build, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def synth(tiny_base, tiny_base_build):
-    return Synthesizer.open(tiny_base, tiny_base_build[0], "onnx", options=StreamOptions(pcm16=True))
+    return Synthesizer.open(tiny_base, tiny_base_build[0], "onnx")
 
 
 def _speak(url: str, **fields) -> httpx.Response:
@@ -93,17 +93,17 @@ def test_clone_from_ref_audio_equals_the_synthesizer(base_server, synth):
         r = _speak(base_server["url"], task_type="Base", ref_audio=ref_audio, ref_text=REF_TEXT)
         assert r.status_code == 200, r.text
         voice = base_server["maker"].make(str(base_server["ref"]), REF_TEXT)
-        expected = synth.synthesize(TEXT, voice, synth.default_params(seed=5, max_new_tokens=50))
+        expected = to_pcm16(synth.synthesize(TEXT, voice, synth.default_params(seed=5, max_new_tokens=50)))
         np.testing.assert_array_equal(np.frombuffer(r.content, dtype="<i2"), expected)
 
 
 def test_voice_from_the_folder_by_name(base_server, synth):
-    from qwen3_tts_trt.runtime.prompt import Voice
+    from qwen3_tts_trt.runtime.voice import Voice
 
     r = _speak(base_server["url"], voice="alice")
     assert r.status_code == 200, r.text
     voice = Voice.load(base_server["voices"] / "alice.voice", synth.config)
-    expected = synth.synthesize(TEXT, voice, synth.default_params(seed=5, max_new_tokens=50))
+    expected = to_pcm16(synth.synthesize(TEXT, voice, synth.default_params(seed=5, max_new_tokens=50)))
     np.testing.assert_array_equal(np.frombuffer(r.content, dtype="<i2"), expected)
 
 

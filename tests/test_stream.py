@@ -13,7 +13,8 @@ from conftest import edited_checkpoint
 from qwen3_tts_trt.runtime.backends import open_backend
 from qwen3_tts_trt.runtime.checkpoint import load_networks
 from qwen3_tts_trt.runtime.errors import EngineMismatchError, PromptError
-from qwen3_tts_trt.runtime.prompt import PromptBuilder, Voice
+from qwen3_tts_trt.runtime.prompt import PromptBuilder
+from qwen3_tts_trt.runtime.voice import Voice
 from qwen3_tts_trt.runtime.reference import Reference
 from qwen3_tts_trt.runtime.sampling import SamplingParams
 from qwen3_tts_trt.runtime.stream import StreamOptions, Synthesizer
@@ -40,17 +41,17 @@ def torch_synth(tiny_build, tiny_custom_voice):
 def _codes_of(synth, text, voice, params):
     """Frames the synthesizer generated, captured at the codec (what it vocoded, in order)."""
     seen = []
-    inner = synth.backend.codec_step
+    inner = synth.backend.codec_run
 
-    def spy(codes):
+    def spy(codes, state):
         seen.append(codes[0].T.cpu())
-        return inner(codes)
+        return inner(codes, state)
 
-    synth.backend.codec_step = spy
+    synth.backend.codec_run = spy
     try:
         pcm = np.concatenate([c.samples for c in synth.stream(text, voice, params)])
     finally:
-        synth.backend.codec_step = inner
+        synth.backend.codec_run = inner
     return torch.cat(seen), pcm
 
 
@@ -75,11 +76,13 @@ def test_chunk_ramp_first_chunk_is_one_frame(onnx_synth):
     assert onnx_synth.last_metrics.chunks == len(sizes)
 
 
-def test_pcm16_output(tiny_build, tiny_custom_voice):
-    out, _ = tiny_build
-    synth = Synthesizer.open(tiny_custom_voice, out, "onnx", options=StreamOptions(pcm16=True))
-    chunk = next(iter(synth.stream(TEXT, VOICE, GREEDY)))
-    assert chunk.samples.dtype == np.int16 and len(chunk.to_bytes()) == 2 * 1920
+def test_chunks_are_float32_with_pcm16_bytes(onnx_synth):
+    chunk = next(iter(onnx_synth.stream(TEXT, VOICE, GREEDY)))
+    assert chunk.samples.dtype == np.float32 and chunk.samples.shape == (1920,)
+    pcm = chunk.pcm16_bytes()
+    assert len(pcm) == 2 * 1920
+    expected = np.round(np.clip(chunk.samples, -1, 1) * 32767).astype("<i2")
+    assert np.array_equal(np.frombuffer(pcm, dtype="<i2"), expected)
 
 
 def test_sampling_with_seed_is_reproducible(onnx_synth):
@@ -226,7 +229,7 @@ def test_mismatched_engines_are_refused(tiny_build, tiny_base):
 def test_cli_say_and_bench(tiny_build, tiny_custom_voice, tmp_path, capsys):
     import soundfile as sf
 
-    from qwen3_tts_trt.runtime.cli import main
+    from qwen3_tts_trt.commands.main import main
 
     out, _ = tiny_build
     wav = tmp_path / "hello.wav"

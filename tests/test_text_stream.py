@@ -17,10 +17,11 @@ import torch
 
 from qwen3_tts_trt.runtime.config import ASSISTANT_TEMPLATE
 from qwen3_tts_trt.runtime.errors import PromptError
-from qwen3_tts_trt.runtime.prompt import ASSISTANT_SUFFIX_LEN, ROLE_LEN, Voice
+from qwen3_tts_trt.runtime.prompt import ASSISTANT_SUFFIX_LEN, ROLE_LEN
 from qwen3_tts_trt.runtime.stream import StreamOptions, Synthesizer
 from qwen3_tts_trt.runtime.text import TextTokenizer
 from qwen3_tts_trt.runtime.text_stream import IncrementalTokenizer, TextInput
+from qwen3_tts_trt.runtime.voice import Voice
 
 TEXTS = {
     "english": "Hello world, this is a streaming test of the voice runtime.",
@@ -257,7 +258,7 @@ def test_cli_says_standard_input_as_it_arrives(tiny_build, tiny_custom_voice, tm
     text = TEXTS["english"]
     common = ["-m", str(tiny_custom_voice), "--build-dir", str(out), "--backend", "onnx", "--speaker", "ryan",
               "--language", "english", "--greedy", "--max-new-tokens", "40", "--no-warmup", "-q"]
-    cli = [sys.executable, "-m", "qwen3_tts_trt.runtime.cli", "say"]
+    cli = [sys.executable, "-m", "qwen3_tts_trt.commands", "say"]
     whole = tmp_path / "whole.wav"
     run = subprocess.run(cli + [text, "-o", str(whole)] + common, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr

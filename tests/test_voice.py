@@ -14,9 +14,8 @@ import soundfile as sf
 import torch
 
 from qwen3_tts_trt.runtime.errors import VoiceError
-from qwen3_tts_trt.runtime.prompt import Voice, VoiceOrigin
 from qwen3_tts_trt.runtime.reference import Reference
-from qwen3_tts_trt.runtime.voice import VoiceMaker, reference_audio
+from qwen3_tts_trt.runtime.voice import Voice, VoiceMaker, VoiceOrigin, reference_audio
 
 REF_TEXT = "This is the reference."
 

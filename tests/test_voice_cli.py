@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from qwen3_tts_trt.runtime.prompt import Voice
+from qwen3_tts_trt.runtime.voice import Voice
 from test_voice import write_wav
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,7 +45,7 @@ def test_readme_clone_a_voice_block_runs_offline(tmp_path):
 
 
 def cli(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "qwen3_tts_trt.runtime.cli", *map(str, args)], cwd=cwd or ROOT, env=_env(),
+    return subprocess.run([sys.executable, "-m", "qwen3_tts_trt.commands", *map(str, args)], cwd=cwd or ROOT, env=_env(),
                           capture_output=True, text=True, timeout=600)
 
 

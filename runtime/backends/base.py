@@ -1,11 +1,11 @@
-"""The one interface every backend implements; the frame loop and the streamer see only this.
+"""The one interface every backend implements, and the narrower one the frame loop runs on.
 
 Tensors cross it as torch tensors on the backend's `device`: embeddings [1, S, H], codebook-0
 logits [1, V] float32, hidden [1, H], codes int64. The backend owns the KV slots: one row per
 stream it can serve at once (`limits.max_batch`; `decode` serves one row, `decode_rows` several).
 KV slots need no reset between prompts (a prefill overwrites positions 0..S-1 and masks the rest
-by position). Codec states are values a caller keeps per stream (`new_codec_state`, `codec_run`);
-`reset` and `codec_step` keep one on the backend for a caller that runs one stream.
+by position). A codec state is a value the caller keeps per stream: `new_codec_state()` at the
+start of an audio stream, then `codec_run(codes, state) -> (pcm, next state)` per chunk.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from contextlib import contextmanager
+from typing import Protocol, runtime_checkable
 
 import torch
 
@@ -88,6 +89,23 @@ class KVSlots:
         self.generation += 1
 
 
+@runtime_checkable
+class FrameEngine(Protocol):
+    """What the frame loop (runtime/decode_loop.py) calls: a `Backend` (one stream, KV row 0) or a
+    step loop's `StepClient` (its stream's own row, its calls batched with other streams')."""
+
+    config: ModelConfig
+    limits: EngineLimits
+
+    def prefill(self, embeds: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+    def decode(self, embeds: torch.Tensor, position: int) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+    def predict_frame(self, hidden: torch.Tensor, code0: torch.Tensor, noise: torch.Tensor,
+                      temperature: torch.Tensor, top_k: torch.Tensor, top_p: torch.Tensor
+                      ) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+
 class Backend(ABC):
     name: str = "abstract"
     device: torch.device = torch.device("cpu")
@@ -116,10 +134,6 @@ class Backend(ABC):
         """Engine time of the calls the calling thread made: what one call cost, while calls from
         other threads (another stream's codec chunk) run at the same time."""
         return getattr(self._engine_local, "seconds", 0.0)
-
-    def reset(self) -> None:
-        """Start a new audio stream on this backend's own codec state (silence)."""
-        self.codec_state = self.new_codec_state()
 
     @abstractmethod
     def new_codec_state(self):
@@ -172,11 +186,6 @@ class Backend(ABC):
     @abstractmethod
     def codec_run(self, codes: torch.Tensor, state) -> tuple[torch.Tensor, object]:
         """codes [1, 16, T] + a stream's codec state -> (PCM [1, T * samples_per_frame] float32, its next state)."""
-
-    def codec_step(self, codes: torch.Tensor) -> torch.Tensor:
-        """codes [1, 16, T] -> PCM, continuing the stream of this backend's own codec state."""
-        pcm, self.codec_state = self.codec_run(codes, self.codec_state)
-        return pcm
 
     def end_stream(self) -> None:  # noqa: B027  (a hook: the step loop's clients leave the loop here)
         """An utterance on this backend ended."""

@@ -123,7 +123,6 @@ class OnnxBackend(Backend):
                           t.num_kv_heads, t.head_dim, rows=limits.max_batch)
         self.act = act
         self._bindings: dict[int, _RowBinding] = {}  # per KV row: its one-stream step's binding
-        self.reset()
 
     def new_codec_state(self):
         return [np.zeros([1 if d == "B" else d for d in s.shape], NP_DTYPES[s.dtype])

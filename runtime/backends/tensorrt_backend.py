@@ -71,7 +71,6 @@ class TensorRTBackend(Backend):
         self.kv = KVSlots(lambda shape: torch.zeros(shape, dtype=act, device=self.device), t.num_layers,
                           limits.max_context, t.num_kv_heads, t.head_dim, rows=limits.max_batch)
         self.act = act
-        self.reset()
 
     def _empty(self, spec, sizes):
         return torch.empty([sizes[d] if isinstance(d, str) else d for d in spec.shape],

@@ -38,7 +38,6 @@ class TorchBackend(Backend):
         self.kv = KVSlots(lambda shape: torch.zeros(shape, dtype=dtype, device=self.device), t.num_layers,
                           limits.max_context, t.num_kv_heads, t.head_dim, rows=limits.max_batch)
         self.codec = nets.codec
-        self.reset()
 
     def new_codec_state(self):
         return self.codec.init_state(1, self.device)

@@ -1,16 +1,16 @@
-"""The one seam between the server and the engines: `SpeechEngine.open(...)` -> `SpeechStream`.
+"""A pool of stream slots on one set of engines: `StreamPool.open(...)` -> `PooledStream`.
 
-A replica talks to its engine only through this class: open a stream for whole text or for text
-that is still arriving (an async iterable), iterate its PCM16 chunks, close it to cancel.
+A front end talks to the engines through this class: open a stream for whole text or for text
+that is still arriving (an async iterable), iterate its chunks, close it to cancel.
 
-A replica holds `capacity` synthesizers on one set of engines: one per stream slot, each with
-its own KV row, all on one step loop (runtime/scheduler.py), which runs the frames of every live
+A pool holds `capacity` synthesizers on one set of engines: one per stream slot, each with its
+own KV row, all on one step loop (runtime/scheduler.py), which runs the frames of every live
 stream in shared engine calls (continuous batching: a stream joins or leaves between frames).
-`capacity` is at most the build's `--max-batch`. The engine admits `capacity` streams, lets at
+`capacity` is at most the build's `--max-batch`. The pool admits `capacity` streams, lets at
 most `max_waiting` more wait up to `wait_s` for a slot (the slot of a closed stream comes back
-within one frame, so back-to-back requests do not bounce), and refuses the rest with
-`EngineBusy`, which the server turns into HTTP 503 / WebSocket close 1013: a client or a load
-balancer can retry elsewhere, where an unbounded queue would only add latency.
+within one frame, so back-to-back requests do not bounce), and refuses the rest with `PoolBusy`
+(the server answers HTTP 503 / WebSocket close 1013: a client or a load balancer can retry
+elsewhere, where an unbounded queue would only add latency).
 """
 
 from __future__ import annotations
@@ -20,17 +20,14 @@ from contextlib import aclosing
 from pathlib import Path
 from typing import AsyncIterable, AsyncIterator
 
-from qwen3_tts_trt.runtime.prompt import Voice
-from qwen3_tts_trt.runtime.sampling import SamplingParams
-from qwen3_tts_trt.runtime.stream import AudioChunk, StreamOptions, Synthesizer, UtteranceMetrics
+from .errors import PoolBusy
+from .sampling import SamplingParams
+from .stream import AudioChunk, Synthesizer, UtteranceMetrics
+from .voice import Voice
 
 
-class EngineBusy(Exception):
-    """Every stream slot of this replica is taken and the wait for one ran out (or is full)."""
-
-
-class SpeechStream:
-    """One admitted stream: an async iterator of `AudioChunk`s (int16 samples at 24 kHz).
+class PooledStream:
+    """One admitted stream: an async iterator of `AudioChunk`s (24 kHz; `pcm16_bytes()` for the wire).
 
     The engine's iterator is driven by a task of the stream's own, never by the request's task.
     A request task can be cancelled more than once (a client leaves, the server shuts down); if
@@ -42,8 +39,8 @@ class SpeechStream:
 
     _END = object()
 
-    def __init__(self, engine: "SpeechEngine", synth: Synthesizer, chunks: AsyncIterator[AudioChunk]):
-        self._engine = engine
+    def __init__(self, pool: "StreamPool", synth: Synthesizer, chunks: AsyncIterator[AudioChunk]):
+        self._pool = pool
         self._synth = synth
         self.metrics: UtteranceMetrics | None = None
         self.finished = False  # the engine ended the stream itself (not closed early)
@@ -72,7 +69,7 @@ class SpeechStream:
         # Synthesizer.astream's clean-up has stopped the frame loop and waited for the frame in
         # flight: the engine is idle, and its metrics are this stream's.
         self.metrics = self._synth.last_metrics
-        self._engine._release(self._synth)
+        self._pool._release(self._synth)
         self._released.set()
         self._queue.put_nowait(self._END)
         for callback in self.on_release:  # here, not after aclose(): a caller cancelled twice never gets there
@@ -102,8 +99,8 @@ class SpeechStream:
         await asyncio.shield(self._released.wait())
 
 
-class SpeechEngine:
-    """One replica's engine: warmed synthesizers on one step loop, one per stream slot."""
+class StreamPool:
+    """Warmed synthesizers on one step loop, one per stream slot (a server replica holds one pool)."""
 
     def __init__(self, synth: Synthesizer, *, capacity: int = 0, max_waiting: int = 1, wait_s: float = 1.0):
         rows = synth.steps.rows
@@ -120,10 +117,10 @@ class SpeechEngine:
 
     @classmethod
     def load(cls, checkpoint: str | Path, build_dir: str | Path | None = None, backend: str = "auto", *,
-             fallback: bool = False, warmup: bool = True, **slots) -> "SpeechEngine":
-        """Load the engines (PCM16 output, as the wire carries it) and warm them up, so that the
-        replica is ready for real requests once this returns."""
-        synth = Synthesizer.open(checkpoint, build_dir, backend, options=StreamOptions(pcm16=True), fallback=fallback)
+             fallback: bool = False, warmup: bool = True, **slots) -> "StreamPool":
+        """Load the engines and warm them up, so that the pool is ready for real requests once this
+        returns."""
+        synth = Synthesizer.open(checkpoint, build_dir, backend, fallback=fallback)
         if warmup:
             synth.warmup()
         return cls(synth, **slots)
@@ -142,10 +139,10 @@ class SpeechEngine:
     def check(self, voice: Voice, params: SamplingParams) -> None:
         """Raise the PromptError a request with this voice and these settings would raise, before
         it takes a slot (an unknown speaker or language, a bad setting, a voice too long, ...)."""
-        self.synth.prepare("a", voice, params)
+        self.synth.check_request(voice, params)
 
-    async def open(self, text: str | AsyncIterable[str], voice: Voice, params: SamplingParams) -> SpeechStream:
-        """Admit a stream (or raise EngineBusy). `text` is the whole text, or an async iterable of
+    async def open(self, text: str | AsyncIterable[str], voice: Voice, params: SamplingParams) -> PooledStream:
+        """Admit a stream (or raise PoolBusy). `text` is the whole text, or an async iterable of
         fragments still being written (spoken as `Synthesizer.astream_text` speaks them)."""
         await self._admit()
         # the lowest KV row free: a step runs rows 0..the highest live one
@@ -159,18 +156,18 @@ class SpeechEngine:
         except BaseException:
             self._release(synth)
             raise
-        return SpeechStream(self, synth, chunks)
+        return PooledStream(self, synth, chunks)
 
     async def _admit(self) -> None:
         if self._slots.locked():
             if self.waiting >= self.max_waiting:
-                raise EngineBusy(f"all {self.capacity} stream slot(s) of this replica are busy and "
+                raise PoolBusy(f"all {self.capacity} stream slot(s) of this pool are busy and "
                                  f"{self.waiting} request(s) already wait: retry, or add replicas")
             self.waiting += 1
             try:
                 await asyncio.wait_for(self._slots.acquire(), self.wait_s)
             except asyncio.TimeoutError:
-                raise EngineBusy(f"all {self.capacity} stream slot(s) of this replica stayed busy for "
+                raise PoolBusy(f"all {self.capacity} stream slot(s) of this pool stayed busy for "
                                  f"{self.wait_s:g} s: retry, or add replicas") from None
             finally:
                 self.waiting -= 1
