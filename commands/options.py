@@ -45,6 +45,14 @@ def add_synthesis_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int_at_least(0), default=0, help="random seed for sampling")
     p.add_argument("--max-new-tokens", type=int_at_least(2, " (one frame needs two)"), default=2048,
                    help="codebook-0 samples per text piece, as the official max_new_tokens (frames = this - 1)")
+    sampling = p.add_argument_group("sampling (official names; default: the checkpoint's generation_config)")
+    sampling.add_argument("--temperature", type=float, help="codebook 0")
+    sampling.add_argument("--top-k", type=int, help="codebook 0 (0: off)")
+    sampling.add_argument("--top-p", type=float, help="codebook 0")
+    sampling.add_argument("--repetition-penalty", type=float, help="codebook 0")
+    sampling.add_argument("--subtalker-temperature", type=float, help="codebooks 1-15")
+    sampling.add_argument("--subtalker-top-k", type=int, help="codebooks 1-15")
+    sampling.add_argument("--subtalker-top-p", type=float, help="codebooks 1-15")
     p.add_argument("--chunk-ramp", type=int_at_least(1), nargs="+", default=[1, 2, 4, 8, 10],
                    help="frames per audio chunk, in order; the last size repeats")
     layout = p.add_mutually_exclusive_group()
@@ -68,29 +76,22 @@ def open_synthesizer(args):
     return synth
 
 
-def voice_of(args, synth=None):
-    from qwen3_tts_trt.runtime.voice import Voice
+def voice_of(args, synth):
+    from qwen3_tts_trt.runtime.requests import VoiceResolver
 
     non_streaming = args.non_streaming_text
-    if args.official_layout and synth is not None:  # what the official generate_* calls default to
+    if args.official_layout:  # what the official generate_* calls default to
         non_streaming = synth.config.variant != "base"
-    if getattr(args, "voice", None):
-        return _cloned_voice(args, synth, non_streaming)
-    return Voice(speaker=args.speaker, language=args.language, instruct=args.instruct, non_streaming_text=non_streaming)
-
-
-def _cloned_voice(args, synth, non_streaming: bool):
-    from dataclasses import replace
-
-    from qwen3_tts_trt.runtime.voice import Voice
-
-    if args.speaker or args.instruct:
+    clone = getattr(args, "voice", None)
+    if clone and (args.speaker or args.instruct):
         raise UsageError("--voice clones a voice; it cannot be combined with --speaker or --instruct")
-    voice = Voice.load(args.voice, synth.config if synth is not None else None)
-    language = args.language if args.language != "auto" else voice.language  # the file's unless one is given
-    return replace(voice, language=language, non_streaming_text=non_streaming)
+    return VoiceResolver(synth.config).resolve(speaker=args.speaker, language=args.language, instruct=args.instruct,
+                                               clone=clone, non_streaming_text=non_streaming)
 
 
 def params_of(synth, args, seed=None):
-    overrides = dict(max_new_tokens=args.max_new_tokens, seed=args.seed if seed is None else seed)
-    return synth.greedy_params(**overrides) if args.greedy else synth.default_params(**overrides)
+    from qwen3_tts_trt.runtime.requests import SAMPLING_FIELDS, sampling_params
+
+    fields = {name: getattr(args, name) for name in SAMPLING_FIELDS}
+    fields["seed"] = args.seed if seed is None else seed
+    return sampling_params(synth.config.sampling, greedy=args.greedy, **fields)

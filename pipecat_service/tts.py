@@ -1,31 +1,32 @@
 """`Qwen3TTSService`: the project's streaming `Synthesizer` as a Pipecat TTS service.
 
-An adapter, nothing more: each piece of text Pipecat hands to `run_tts` becomes one
-`Synthesizer.stream`, and each chunk it makes (the first after one 80 ms frame) leaves at once
-as a PCM16 `TTSAudioRawFrame`, resampled to the pipeline's rate when that is not 24 kHz.
+An adapter, nothing more: each piece of text Pipecat hands to `run_tts` becomes one stream of
+the runtime's `StreamPool` (runtime/stream_pool.py), and each chunk it makes (the first after one
+80 ms frame) leaves at once as a PCM16 `TTSAudioRawFrame`, resampled to the pipeline's rate when
+that is not 24 kHz.
 
-Threading. Every call into the engines runs on one worker thread per `Synthesizer`, never on
-the event loop, so VAD and transports keep their timing. An utterance holds its synthesizer's
-turn from its first step until its stream is closed. Services that share one `Synthesizer`
-(several pipelines in one process) therefore speak one after another, never interleaved; a
-service that has to wait says so in the log. The lock goes when the runtime serves several
-streams per engine.
+Threading. Each stream runs its engine calls in a thread of its own (runtime/async_bridge.py),
+never on the event loop, so VAD and transports keep their timing. Every `Synthesizer` has one
+pool with one slot, shared by the services that speak with it (several pipelines in one process,
+on one event loop): an utterance holds the slot from its first frame until its stream is closed,
+so those services speak one after another, never interleaved. An utterance that finds the slot
+taken waits for it as long as it takes (a pipeline is never refused) and says so in the log.
+Conversations that should speak at once each get their own `synth.sibling()`: the step loop runs
+their frames in shared engine calls.
 
-Interruption. Pipecat cancels `run_tts` at its current `await`. The service then sets the
-synthesizer's stop flag: the frame in progress is the last one made, and the stream is closed
-on the worker thread right after it, so the next utterance starts within one frame, clean.
+Interruption. Pipecat cancels `run_tts` at its current `await`. The service then closes the
+stream: the engine stops at its next frame, the frame in progress is the last one made, and the
+slot is free once it is done, so the next utterance starts within one frame, clean.
 """
 
 from __future__ import annotations
 
 import asyncio
-import threading
+import sys
 import time
-import weakref
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, AsyncGenerator, Awaitable, Callable, TypeVar
+from typing import Any, AsyncGenerator, Awaitable, TypeVar
 
 from loguru import logger
 from pipecat.audio.utils import create_stream_resampler
@@ -36,8 +37,12 @@ from pipecat.transcriptions.language import Language
 from pipecat.utils.types import NOT_GIVEN, NotGiven, is_given
 
 from qwen3_tts_trt.runtime.errors import PromptError, Qwen3TTSError
-from qwen3_tts_trt.runtime.voice import Voice
+from qwen3_tts_trt.runtime.requests import SAMPLING_FIELDS, VoiceResolver, sampling_params
+from qwen3_tts_trt.runtime.voice import Voice, VoiceLibrary
+from qwen3_tts_trt.runtime.sampling import SamplingParams
 from qwen3_tts_trt.runtime.stream import Synthesizer
+from qwen3_tts_trt.runtime.stream_pool import PooledStream, StreamPool
+from qwen3_tts_trt.runtime.text_stream import TextInput
 
 # Pipecat's languages that Qwen3-TTS speaks, by the names its prompts use ("auto" stays "auto").
 QWEN_LANGUAGES: dict[Language, str] = {
@@ -65,8 +70,9 @@ class Qwen3TTSSettings(TTSSettings):
     - `clone`: a voice-clone prompt for Base checkpoints: a `.voice` file path, or a
       `runtime.voice.Voice` carrying `xvector` (and `ref_codes` + `ref_text` for ICL), e.g. from
       `Voice.from_audio(...)`. It speaks its own language unless `language` names another.
-    - `temperature`, `top_k`, `top_p`: codebook-0 sampling; `subtalker_*`: codebooks 1-15 (the
-      official names). None keeps the checkpoint's generation_config value.
+    - `temperature`, `top_k`, `top_p`, `repetition_penalty`: codebook-0 sampling; `subtalker_*`:
+      codebooks 1-15 (the official names, as every front end: `runtime.requests.SAMPLING_FIELDS`).
+      None keeps the checkpoint's generation_config value.
     - `seed`: None for fresh randomness per utterance; an int repeats the same audio.
     - `max_new_tokens`: the official cap on codebook-0 samples per piece of text (frames + 1); None
       keeps the checkpoint's. The runtime's EOS guard also caps runaway generations.
@@ -79,6 +85,7 @@ class Qwen3TTSSettings(TTSSettings):
     temperature: float | None | NotGiven = _given()
     top_k: int | None | NotGiven = _given()
     top_p: float | None | NotGiven = _given()
+    repetition_penalty: float | None | NotGiven = _given()
     subtalker_temperature: float | None | NotGiven = _given()
     subtalker_top_k: int | None | NotGiven = _given()
     subtalker_top_p: float | None | NotGiven = _given()
@@ -88,92 +95,38 @@ class Qwen3TTSSettings(TTSSettings):
     chunk_ramp: tuple[int, ...] | None | NotGiven = _given()
 
 
-VOICE_SUFFIX = ".voice"
-_SAMPLING_FIELDS = ("temperature", "top_k", "top_p", "subtalker_temperature", "subtalker_top_k", "subtalker_top_p",
-                    "seed", "max_new_tokens")
+class _SharedPool:
+    """The `StreamPool` of one `Synthesizer`, shared by every started service that speaks with it.
 
+    One slot: those services speak one after another. None is ever refused: every utterance may
+    wait, for as long as the others speak. The pool goes with its last service, since its waits
+    belong to the event loop that made them."""
 
-class _Engine:
-    """One worker thread and one turn per `Synthesizer`, shared by every service that uses it."""
+    _of: dict[Synthesizer, _SharedPool] = {}
 
-    _of: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-    _registry_lock = threading.Lock()
-
-    def __init__(self):
-        self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="qwen3-tts-engine")
-        self.turn = threading.Lock()
+    def __init__(self, synth: Synthesizer):
+        self.pool = StreamPool(synth, capacity=1, max_waiting=sys.maxsize, wait_s=None)
         self.users = 0
 
     @classmethod
-    def join(cls, synth: Synthesizer) -> "_Engine":
-        with cls._registry_lock:
-            engine = cls._of.get(synth)
-            if engine is None:
-                engine = cls._of[synth] = _Engine()
-            engine.users += 1
-            return engine
+    def join(cls, synth: Synthesizer) -> StreamPool:
+        shared = cls._of.get(synth)
+        if shared is None:
+            shared = cls._of[synth] = _SharedPool(synth)
+        shared.users += 1
+        return shared.pool
 
-    def leave(self, synth: Synthesizer) -> None:
-        with self._registry_lock:
-            self.users -= 1
-            if self.users == 0:
-                self._of.pop(synth, None)
-                self.worker.shutdown(wait=False)  # queued closes still run
-
-
-class _Utterance:
-    """One `Synthesizer.stream` driven step by step from the event loop on the engine's worker."""
-
-    def __init__(self, synth: Synthesizer, engine: _Engine):
-        self.synth, self.engine = synth, engine
-        self.stream = None
-        self.holds_turn = False
-        self.finished = False
-
-    async def take_turn(self, on_wait: Callable[[], None]) -> None:
-        """Cancel-safe: polling never leaves the lock taken by a cancelled waiter."""
-        if not self.engine.turn.acquire(blocking=False):
-            on_wait()
-            while not self.engine.turn.acquire(blocking=False):
-                await asyncio.sleep(0.002)
-        self.holds_turn = True
-
-    async def on_worker(self, fn: Callable[[], Any]) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(self.engine.worker, fn)
-
-    def next_chunk(self):
-        chunk = next(self.stream, None)
-        self.finished = chunk is None
-        return chunk
-
-    def end(self, on_released: Callable[[float, Any], None]) -> None:
-        """Give the turn back without waiting: stop the frame loop at its next frame if it is
-        still live, then close the stream and release the turn on the worker, after the step
-        that may still be running there."""
-        if not self.holds_turn:
-            return
-        cancelled = not self.finished
-        if cancelled:
-            self.synth.cancel()
-        t0 = time.perf_counter()
-
-        def close_and_release():
-            try:
-                if self.stream is not None:
-                    self.stream.close()
-            finally:
-                self.engine.turn.release()
-                on_released(1000 * (time.perf_counter() - t0), self.synth.last_metrics if cancelled else None)
-
-        try:
-            self.engine.worker.submit(close_and_release)
-        except RuntimeError:  # the worker is already shut down (pipeline torn down): nothing runs there
-            close_and_release()
+    @classmethod
+    def leave(cls, synth: Synthesizer) -> None:
+        shared = cls._of[synth]
+        shared.users -= 1
+        if shared.users == 0:  # a stream still closing frees its slot all the same; nobody waits there
+            del cls._of[synth]
 
 
 @dataclass
 class _TextTurn:
-    live: Any  # runtime.text_stream.TextInput
+    live: TextInput
     task: asyncio.Task | None = None
 
 
@@ -209,7 +162,7 @@ class Qwen3TTSService(TTSService):
         store = self.Settings(
             model=str(checkpoint) if checkpoint is not None else "qwen3-tts",
             voice=next(iter(config.speakers)) if config.variant == "custom_voice" else None,
-            language="auto", instruct=None, clone=None, temperature=None, top_k=None, top_p=None,
+            language="auto", instruct=None, clone=None, temperature=None, top_k=None, top_p=None, repetition_penalty=None,
             subtalker_temperature=None, subtalker_top_k=None, subtalker_top_p=None, seed=None, max_new_tokens=None, greedy=False,
             chunk_ramp=None)
         if settings is not None:
@@ -219,13 +172,13 @@ class Qwen3TTSService(TTSService):
             kwargs["text_aggregation_mode"] = TextAggregationMode.TOKEN
         self._text_streaming = text_streaming
         self._text_turns: dict[str, _TextTurn] = {}
-        self._voice_files: dict[tuple, Voice] = {}
+        self._voices: VoiceResolver | None = None
         super().__init__(push_start_frame=True, push_stop_frames=True, settings=store, **kwargs)
-        self._engine: _Engine | None = None
+        self._pool: StreamPool | None = None
         self._open_error: str | None = None
         self.engine_waits = 0  # utterances that waited for another pipeline on a shared synthesizer
         self.last_metrics = None  # the runtime's UtteranceMetrics of the last utterance
-        self.last_interruption: dict | None = None  # how fast the engine was free after the last cancel
+        self.last_interruption: dict | None = None  # how fast the slot was free after the last cancel
         if synthesizer is not None:
             self._validate(self._settings)  # a misnamed speaker is a construction error, not a first-turn one
 
@@ -254,7 +207,7 @@ class Qwen3TTSService(TTSService):
         try:
             if self._synth is None:  # a synthesizer passed in is the caller's to warm (it may be shared)
                 self._synth = await asyncio.to_thread(self._open)
-            self._engine = _Engine.join(self._synth)
+            self._pool = _SharedPool.join(self._synth)
             await asyncio.to_thread(self._validate, self._settings)
         except Exception as exc:  # noqa: BLE001  (any failure to load is reported, never raised into Pipecat)
             self._open_error = _describe(exc, opening=True)
@@ -270,7 +223,7 @@ class Qwen3TTSService(TTSService):
 
     async def stop(self, frame: EndFrame):
         await super().stop(frame)
-        self._leave_engine()
+        self._leave_pool()
 
     async def cancel(self, frame: CancelFrame):
         for turn in list(self._text_turns.values()):  # text still arriving will never end: stop its streams
@@ -278,12 +231,12 @@ class Qwen3TTSService(TTSService):
             if turn.task is not None:
                 await self.cancel_task(turn.task)
         await super().cancel(frame)
-        self._leave_engine()
+        self._leave_pool()
 
-    def _leave_engine(self) -> None:
-        if self._engine is not None:
-            self._engine.leave(self._synth)
-            self._engine = None
+    def _leave_pool(self) -> None:
+        if self._pool is not None:
+            _SharedPool.leave(self._synth)
+            self._pool = None
 
     # -- settings ---------------------------------------------------------------------------------
     async def _update_settings(self, delta: Qwen3TTSSettings) -> dict[str, Any]:
@@ -304,23 +257,14 @@ class Qwen3TTSService(TTSService):
         return changed
 
     def _voice(self, s: Qwen3TTSSettings) -> Voice:
+        """The runtime's voice rules (runtime/requests.py): a `.voice` file in `voice` or `clone` is
+        read once and checked against the model, a clone speaks its own language unless the settings
+        name one, and an instruct the checkpoint would ignore is refused."""
+        if self._voices is None:
+            self._voices = VoiceResolver(self._synth.config, VoiceLibrary(self._synth.model_dir))
         language = s.language if isinstance(s.language, str) and s.language else "auto"
-        clone = s.clone
-        if clone is None and isinstance(s.voice, (str, Path)) and str(s.voice).endswith(VOICE_SUFFIX):
-            clone = s.voice
-        if isinstance(clone, (str, Path)):
-            clone = self._voice_file(clone)
-        if isinstance(clone, Voice):  # a clone speaks its own language unless the settings name one
-            return replace(clone, language=clone.language if language == "auto" else language)
-        return Voice(speaker=s.voice or None, language=language, instruct=s.instruct or None)
-
-    def _voice_file(self, path: str | Path) -> Voice:
-        """A .voice file (`qwen3-tts-trt voice create`), read once and kept: never re-encoded."""
-        p = Path(path).expanduser()
-        key = (str(p.resolve()), p.stat().st_mtime_ns if p.is_file() else None)
-        if key not in self._voice_files:
-            self._voice_files[key] = Voice.load(p, model=self._synth.config)  # another model's voice: refused
-        return self._voice_files[key]
+        return self._voices.resolve(speaker=s.voice or None, language=language, instruct=s.instruct or None,
+                                    clone=s.clone)
 
     def _validate(self, s: Qwen3TTSSettings) -> None:
         """Unknown speaker or language, a clone on the wrong variant, bad sampling: named here, not
@@ -329,14 +273,13 @@ class Qwen3TTSService(TTSService):
         self._synth.check_request(voice, params)
 
     def _request(self, s: Qwen3TTSSettings):
-        overrides = {k: getattr(s, k) for k in _SAMPLING_FIELDS if getattr(s, k) is not None}
-        params = self._synth.greedy_params(**overrides) if s.greedy else self._synth.default_params(**overrides)
+        params = sampling_params(self._synth.config.sampling, greedy=s.greedy, **{k: getattr(s, k) for k in SAMPLING_FIELDS})
         ramp = None if s.chunk_ramp is None else self._synth.check_chunk_ramp(s.chunk_ramp)
         return self._voice(s), params, ramp
 
     # -- speech -----------------------------------------------------------------------------------
     async def run_tts(self, text: str, context_id: str) -> AsyncGenerator[Frame | None, None]:
-        if self._synth is None or self._engine is None:
+        if self._synth is None or self._pool is None:
             yield ErrorFrame(error=self._open_error or f"{self}: the engines are not open (was the pipeline started?)")
             return
         if self._text_streaming:
@@ -349,24 +292,22 @@ class Qwen3TTSService(TTSService):
             yield ErrorFrame(error=f"{self}: {exc}")
             return
         await self.start_tts_usage_metrics(text)
-        async for frame in self._speak(lambda: self._synth.stream(text, voice, params, chunk_ramp=ramp), context_id):
+        async for frame in self._speak(text, voice, params, ramp, context_id):
             yield frame
 
-    async def _speak(self, open_stream: Callable[[], Any], context_id: str) -> AsyncGenerator[Frame, None]:
-        """Frames of one utterance: it takes the engine's turn, runs `open_stream()` and every step on
-        the engine's worker thread, and resamples to the pipeline's rate. A request the runtime
-        refuses becomes an ErrorFrame; an engine failure a permanent error (fail over, don't retry)."""
-        utterance = _Utterance(self._synth, self._engine)
+    async def _speak(self, text: str | TextInput, voice: Voice, params: SamplingParams, ramp: tuple[int, ...] | None,
+                     context_id: str) -> AsyncGenerator[Frame, None]:
+        """Frames of one utterance: it takes the synthesizer's slot, iterates the pool's stream of
+        `text` (whole, or a `TextInput` still being written) and resamples to the pipeline's rate.
+        A request the runtime refuses becomes an ErrorFrame; an engine failure a permanent error
+        (fail over, don't retry). However it ends, the stream is closed before this returns."""
         resampler = create_stream_resampler(quality="HQ", clear_after_secs=None) \
             if self.sample_rate != self._synth.sample_rate else None
+        stream = None
         try:
-            await self._keeping_alive(context_id, utterance.take_turn(self._log_wait))
-
-            def start():
-                utterance.stream = open_stream()
-
-            await self._keeping_alive(context_id, utterance.on_worker(start))  # request errors surface here
-            while (chunk := await self._keeping_alive(context_id, utterance.on_worker(utterance.next_chunk))) is not None:
+            stream = await self._open_stream(text, voice, params, ramp, context_id)
+            # request errors surface at the first chunk
+            while (chunk := await self._keeping_alive(context_id, anext(stream, None))) is not None:
                 audio = chunk.pcm16_bytes()
                 if resampler is not None:
                     audio = await resampler.resample(audio, self._synth.sample_rate, self.sample_rate)
@@ -374,36 +315,50 @@ class Qwen3TTSService(TTSService):
                     yield TTSAudioRawFrame(audio, self.sample_rate, 1, context_id=context_id)
             if resampler is not None and (tail := await resampler.flush()):
                 yield TTSAudioRawFrame(tail, self.sample_rate, 1, context_id=context_id)
-            self.last_metrics = self._synth.last_metrics
+            self.last_metrics = stream.metrics
         except PromptError as exc:  # this request cannot be spoken; the next one can
             yield ErrorFrame(error=f"{self}: {exc}")
         except Exception as exc:  # noqa: BLE001  (an engine failure: fail over rather than retry)
             await self.push_error(_describe(exc, opening=False), exception=exc, force_treat_as_permanent=True)
         finally:
-            utterance.end(self._record_release)
+            if stream is not None:  # interrupted, the engine stops at its next frame; the slot is free after it
+                await stream.aclose()
+
+    async def _open_stream(self, text: str | TextInput, voice: Voice, params: SamplingParams,
+                           ramp: tuple[int, ...] | None, context_id: str) -> PooledStream:
+        """The utterance's stream, once the slot is free (another pipeline may be speaking)."""
+        if self._pool.live + self._pool.waiting >= self._pool.capacity:  # open() will wait
+            self._log_wait()
+        stream = await self._keeping_alive(context_id, self._pool.open(text, voice, params, chunk_ramp=ramp))
+        # Recorded where the slot comes back, whoever closes the stream: an interrupted anext()
+        # closes it itself, and a second cancel stops a caller's wait but not the release.
+        stream.on_release.append(self._record_release)
+        return stream
 
     async def _keeping_alive(self, context_id: str, work: Awaitable[T]) -> T:
-        """Await engine work while telling Pipecat that the turn's audio context is still in use.
+        """Await `work` while telling Pipecat that the turn's audio context is still in use.
 
         Pipecat ends an audio context that gets no audio for `stop_frame_timeout_s` (3 s): it pushes
-        TTSStoppedFrame and drops what comes later. A wait for a shared engine, or a long chunk from a
-        big model on a CPU, is not the end of the turn."""
-        task = asyncio.ensure_future(work)
+        TTSStoppedFrame and drops what comes later. A wait for the shared slot, or a long chunk from a
+        big model on a CPU, is not the end of the turn. `work` runs in this task, so an interruption
+        cancels it directly (a stream being opened never leaves its slot behind)."""
+        beating = asyncio.ensure_future(self._keep_audio_context(context_id))
         try:
-            while True:
-                done, _ = await asyncio.wait({task}, timeout=min(1.0, self._stop_frame_timeout_s / 3))
-                if done:
-                    return task.result()
-                self._refresh_audio_context(context_id)
+            return await work
         finally:
-            if not task.done():  # we were cancelled (interruption): so is the wait
-                task.cancel()
+            beating.cancel()
+
+    async def _keep_audio_context(self, context_id: str) -> None:
+        while True:
+            await asyncio.sleep(min(1.0, self._stop_frame_timeout_s / 3))
+            self._refresh_audio_context(context_id)
 
     # -- speech while the LLM is still writing (text_streaming=True) -----------------------------
     async def _take_tokens(self, text: str, context_id: str) -> AsyncGenerator[Frame | None, None]:
-        """Pipecat hands over each LLM token as it comes: the first of a turn starts one
-        `stream_text` for the whole turn, in a task of its own that feeds the turn's audio context;
-        every token is pushed into it; `flush_audio` at the turn's end closes its text."""
+        """Pipecat hands over each LLM token as it comes: the first of a turn starts one stream of
+        the turn's `TextInput` (spoken as `Synthesizer.stream_text` speaks it), in a task of its own
+        that feeds the turn's audio context; every token is pushed into it; `flush_audio` at the
+        turn's end closes its text."""
         turn = self._text_turns.get(context_id)
         if turn is None:
             try:
@@ -413,15 +368,15 @@ class Qwen3TTSService(TTSService):
                 return
             live = self._synth.text_input()
             turn = self._text_turns[context_id] = _TextTurn(live)
-            turn.task = self.create_task(self._speak_into_context(
-                context_id, lambda: self._synth.stream_text(live, voice, params, chunk_ramp=ramp)),
-                f"qwen3-tts-turn-{context_id[:8]}")
+            turn.task = self.create_task(self._speak_into_context(live, voice, params, ramp, context_id),
+                                         f"qwen3-tts-turn-{context_id[:8]}")
         turn.live.push(text)
         yield None  # the audio reaches the context from the turn's task
 
-    async def _speak_into_context(self, context_id: str, open_stream: Callable[[], Any]) -> None:
+    async def _speak_into_context(self, live: TextInput, voice: Voice, params: SamplingParams,
+                                  ramp: tuple[int, ...] | None, context_id: str) -> None:
         try:
-            async for frame in self._speak(open_stream, context_id):
+            async for frame in self._speak(live, voice, params, ramp, context_id):
                 if isinstance(frame, ErrorFrame):
                     await self.push_error(frame.error)
                 else:
@@ -447,12 +402,12 @@ class Qwen3TTSService(TTSService):
     def _log_wait(self) -> None:
         self.engine_waits += 1
         logger.info(f"{self}: the shared synthesizer is speaking for another pipeline; this utterance waits "
-                    "for it (one stream per engine at a time)")
+                    "for its slot (one stream per synthesizer at a time)")
 
-    def _record_release(self, release_ms: float, cancelled_metrics) -> None:
-        if cancelled_metrics is not None:  # runs on the worker thread: plain assignment only
-            self.last_interruption = dict(release_ms=release_ms,
-                                          frames_after_cancel=cancelled_metrics.frames_after_cancel)
+    def _record_release(self, stream: PooledStream) -> None:
+        if stream.stopped_at is not None and stream.metrics is not None:  # cut short: an interruption
+            self.last_interruption = dict(release_ms=1000 * (time.perf_counter() - stream.stopped_at),
+                                          frames_after_cancel=stream.metrics.frames_after_cancel)
 
 
 def _load_config(checkpoint):

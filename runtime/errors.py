@@ -2,7 +2,13 @@
 
 
 class Qwen3TTSError(Exception):
-    """Base class of every error this package raises on purpose."""
+    """Base class of every error this package raises on purpose. `field` names the request field
+    at fault (text, voice, language, instruct, or a sampling setting's name) and `code` says what
+    is wrong in a word, for front ends that answer in a structured form (an HTTP error body)."""
+
+    def __init__(self, message: str = "", *, field: str | None = None, code: str | None = None):
+        super().__init__(message)
+        self.field, self.code = field, code
 
 
 class CheckpointError(Qwen3TTSError):
@@ -30,3 +36,14 @@ class VoiceError(Qwen3TTSError, ValueError):
 class PoolBusy(Qwen3TTSError):
     """Every stream slot of a `StreamPool` is taken and the wait for one ran out (or is full): retry,
     elsewhere or later."""
+
+
+def error_kind(exc: BaseException) -> str:
+    """How every front end treats an error: "refused" (this request cannot be spoken: say why and
+    keep serving), "busy" (every stream slot is taken: retry, here later or elsewhere), "failure"
+    (the engines or the host failed: report it, fail over rather than retry)."""
+    if isinstance(exc, (PromptError, VoiceError)):
+        return "refused"
+    if isinstance(exc, PoolBusy):
+        return "busy"
+    return "failure"

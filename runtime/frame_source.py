@@ -75,7 +75,7 @@ class FrameSource:
         if live.error is not None:
             raise live.error
         if segments == 0 and not cancelled:
-            raise PromptError("text is empty: nothing to say")
+            raise PromptError("text is empty: nothing to say", field="text", code="empty_input")
 
     def _arriving_segment(self, live: TextInput, seg, voice: Voice, params: SamplingParams,
                           before: list[int], taken: int) -> Generator[Event, None, str | None]:

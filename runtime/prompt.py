@@ -130,7 +130,8 @@ class PromptBuilder:
         elif lang in self.cfg.languages and "dialect" not in lang:
             lang_id = self.cfg.languages[lang]
         else:
-            raise PromptError(f"unknown language {voice.language!r}; supported: {', '.join(self.cfg.public_languages)}")
+            raise PromptError(f"unknown language {voice.language!r}; supported: {', '.join(self.cfg.public_languages)}",
+                              field="language", code="unknown_language")
         speaker = voice.speaker.lower() if voice.speaker else None
         dialect = self.cfg.speaker_dialects.get(speaker) if speaker else None
         if dialect and lang in ("chinese", "auto"):
@@ -143,7 +144,8 @@ class PromptBuilder:
             if voice.speaker:
                 raise PromptError("Base checkpoints have no named speakers; pass a clone prompt (xvector)")
             if voice.xvector is None:
-                raise PromptError("Base checkpoints clone a voice: pass an x-vector (and reference codes for ICL)")
+                raise PromptError("Base checkpoints clone a voice: pass an x-vector (and reference codes for ICL)",
+                                  field="voice", code="voice_required")
             if voice.made_for is not None:
                 check_voice_fits(voice, self.cfg)
             x = torch.as_tensor(voice.xvector, dtype=torch.float32).reshape(-1)
@@ -151,26 +153,28 @@ class PromptBuilder:
                 raise PromptError(f"x-vector has {x.numel()} values; this checkpoint needs {hidden}")
             return x.to(self.emb.device, self.emb.talker.codec_head.weight.dtype).view(1, 1, hidden)
         if voice.xvector is not None or voice.ref_codes is not None:
-            raise PromptError(f"voice cloning needs a Base checkpoint; this one is {self.cfg.variant}")
+            raise PromptError(f"voice cloning needs a Base checkpoint; this one is {self.cfg.variant}",
+                              field="voice", code="clone_unsupported")
         if not voice.speaker:
             if self.cfg.variant == "custom_voice":
-                raise PromptError(f"CustomVoice checkpoints need a speaker; choose one of: {', '.join(self.cfg.speakers)}")
+                raise PromptError(f"CustomVoice checkpoints need a speaker; choose one of: {', '.join(self.cfg.speakers)}",
+                                  field="voice", code="voice_required")
             return None
         name = voice.speaker.lower()
         if name not in self.cfg.speakers:
             known = ", ".join(self.cfg.speakers) or "none (this checkpoint has no named speakers)"
-            raise PromptError(f"unknown speaker {voice.speaker!r}; supported: {known}")
+            raise PromptError(f"unknown speaker {voice.speaker!r}; supported: {known}", field="voice", code="unknown_voice")
         return self.emb.codec([self.cfg.speakers[name]])
 
     def _tokenize_text(self, text: str) -> list[int]:
         if not isinstance(text, str):
-            raise PromptError(f"text must be a str, not {type(text).__name__}")
+            raise PromptError(f"text must be a str, not {type(text).__name__}", field="text", code="invalid_text")
         if not text.strip():
-            raise PromptError("text is empty: nothing to say")
+            raise PromptError("text is empty: nothing to say", field="text", code="empty_input")
         self.tok.check_text(text, ids=[])  # valid Unicode first: the tokenizer cannot take a lone surrogate
         ids = self.tok.encode(ASSISTANT_TEMPLATE.format(text=text))
         if len(ids) <= ROLE_LEN + ASSISTANT_SUFFIX_LEN:
-            raise PromptError("text is empty after tokenization: nothing to say")
+            raise PromptError("text is empty after tokenization: nothing to say", field="text", code="empty_input")
         self.tok.check_text(text, ids=ids[ROLE_LEN:-ASSISTANT_SUFFIX_LEN])
         return ids
 

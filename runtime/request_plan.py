@@ -27,6 +27,11 @@ class StreamOptions:
     max_text_chars: int = 100_000  # longer requests are refused (about two hours of speech): bounded memory
 
 
+def text_too_long(chars: int, limit: int) -> PromptError:
+    return PromptError(f"text has {chars:,} characters; one request takes at most {limit:,}: send it in parts",
+                       field="text", code="input_too_long")
+
+
 class RequestPlanner:
     def __init__(self, prompts: PromptBuilder, limits: EngineLimits, options: StreamOptions):
         self.prompts, self.limits, self.options = prompts, limits, options
@@ -55,12 +60,11 @@ class RequestPlanner:
 
     def check_text(self, text) -> None:
         if not isinstance(text, str):
-            raise PromptError(f"text must be a str, not {type(text).__name__}")
+            raise PromptError(f"text must be a str, not {type(text).__name__}", field="text", code="invalid_text")
         if not text.strip():
-            raise PromptError("text is empty: nothing to say")
+            raise PromptError("text is empty: nothing to say", field="text", code="empty_input")
         if len(text) > self.options.max_text_chars:
-            raise PromptError(f"text has {len(text):,} characters; one request takes at most "
-                              f"{self.options.max_text_chars:,} (StreamOptions.max_text_chars): send it in parts")
+            raise text_too_long(len(text), self.options.max_text_chars)
         self.prompts.tok.check_text(text)  # the whole text once: a later piece cannot fail mid-stream
 
     def fits(self, shape: PromptShape, text_ids: int, params: SamplingParams) -> bool:

@@ -42,7 +42,7 @@ class SamplingParams(SamplingDefaults):
 
         def need(ok: bool, what: str) -> None:
             if not ok:
-                raise PromptError(f"invalid sampling setting: {what}")
+                raise PromptError(f"invalid sampling setting: {what}", field=what.split()[0], code="invalid_sampling")
 
         def integer(v) -> bool:
             return isinstance(v, (int, np.integer)) and not isinstance(v, bool)

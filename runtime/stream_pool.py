@@ -10,19 +10,22 @@ stream in shared engine calls (continuous batching: a stream joins or leaves bet
 most `max_waiting` more wait up to `wait_s` for a slot (the slot of a closed stream comes back
 within one frame, so back-to-back requests do not bounce), and refuses the rest with `PoolBusy`
 (the server answers HTTP 503 / WebSocket close 1013: a client or a load balancer can retry
-elsewhere, where an unbounded queue would only add latency).
+elsewhere, where an unbounded queue would only add latency). `wait_s=None` waits as long as it
+takes: for a front end that must never refuse (one Pipecat pipeline waiting for another).
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from contextlib import aclosing
 from pathlib import Path
 from typing import AsyncIterable, AsyncIterator
 
 from .errors import PoolBusy
 from .sampling import SamplingParams
-from .stream import AudioChunk, Synthesizer, UtteranceMetrics
+from .stream import AudioChunk, StreamOptions, Synthesizer, UtteranceMetrics
+from .text_stream import TextInput
 from .voice import Voice
 
 
@@ -45,6 +48,8 @@ class PooledStream:
         self.metrics: UtteranceMetrics | None = None
         self.finished = False  # the engine ended the stream itself (not closed early)
         self.error: BaseException | None = None  # what ended it, when a request error or a failure did
+        # perf_counter() when aclose() stopped the engine early: on_release measures the slot's way back from it
+        self.stopped_at: float | None = None
         self.on_release: list = []  # callables(stream), run once the slot is free (accounting)
         self._queue: asyncio.Queue = asyncio.Queue()
         self._released = asyncio.Event()
@@ -94,6 +99,7 @@ class PooledStream:
         """End the stream (the engine stops at its next frame) and wait until its slot is free."""
         if not self._stopping and not self._pump.done():
             self._stopping = True  # once: a second cancel would cut the engine's clean-up short
+            self.stopped_at = time.perf_counter()
             self._pump.cancel()
         # Cancelled again meanwhile, the caller stops waiting; the pump still finishes on its own.
         await asyncio.shield(self._released.wait())
@@ -102,7 +108,7 @@ class PooledStream:
 class StreamPool:
     """Warmed synthesizers on one step loop, one per stream slot (a server replica holds one pool)."""
 
-    def __init__(self, synth: Synthesizer, *, capacity: int = 0, max_waiting: int = 1, wait_s: float = 1.0):
+    def __init__(self, synth: Synthesizer, *, capacity: int = 0, max_waiting: int = 1, wait_s: float | None = 1.0):
         rows = synth.steps.rows
         capacity = capacity or rows  # 0: every row the build has
         if not 1 <= capacity <= rows:
@@ -117,10 +123,11 @@ class StreamPool:
 
     @classmethod
     def load(cls, checkpoint: str | Path, build_dir: str | Path | None = None, backend: str = "auto", *,
-             fallback: bool = False, warmup: bool = True, **slots) -> "StreamPool":
+             fallback: bool = False, options: StreamOptions = StreamOptions(), warmup: bool = True,
+             **slots) -> "StreamPool":
         """Load the engines and warm them up, so that the pool is ready for real requests once this
         returns."""
-        synth = Synthesizer.open(checkpoint, build_dir, backend, fallback=fallback)
+        synth = Synthesizer.open(checkpoint, build_dir, backend, options=options, fallback=fallback)
         if warmup:
             synth.warmup()
         return cls(synth, **slots)
@@ -141,18 +148,20 @@ class StreamPool:
         it takes a slot (an unknown speaker or language, a bad setting, a voice too long, ...)."""
         self.synth.check_request(voice, params)
 
-    async def open(self, text: str | AsyncIterable[str], voice: Voice, params: SamplingParams) -> PooledStream:
-        """Admit a stream (or raise PoolBusy). `text` is the whole text, or an async iterable of
-        fragments still being written (spoken as `Synthesizer.astream_text` speaks them)."""
+    async def open(self, text: str | AsyncIterable[str] | TextInput, voice: Voice, params: SamplingParams, *,
+                   chunk_ramp: tuple[int, ...] | None = None) -> PooledStream:
+        """Admit a stream (or raise PoolBusy). `text` is the whole text, or fragments still being
+        written: an async iterable, or a `TextInput` pushed into (spoken as `Synthesizer.astream_text`
+        speaks them). `chunk_ramp` overrides the synthesizer's for this stream."""
         await self._admit()
         # the lowest KV row free: a step runs rows 0..the highest live one
         synth = min(self._idle, key=lambda s: s.backend.row)
         self._idle.remove(synth)
         try:
             if isinstance(text, str):
-                chunks = synth.astream(text, voice, params)
+                chunks = synth.astream(text, voice, params, chunk_ramp=chunk_ramp)
             else:
-                chunks = synth.astream_text(text, voice, params)
+                chunks = synth.astream_text(text, voice, params, chunk_ramp=chunk_ramp)
         except BaseException:
             self._release(synth)
             raise

@@ -11,6 +11,8 @@ from pathlib import Path
 
 from .errors import CheckpointError, PromptError
 
+_FIELDS = {"the instruct": "instruct", "the reference transcript": "ref_text"}  # request fields by what they hold
+
 
 class TextTokenizer:
     def __init__(self, model_dir: str | Path):
@@ -56,9 +58,10 @@ class TextTokenizer:
             text.encode("utf-8")
         except UnicodeEncodeError as exc:
             raise PromptError(f"{what} holds a lone surrogate (U+{ord(text[exc.start]):04X}) at character {exc.start}: "
-                              "it is not valid Unicode; decode the input with errors='replace'") from None
+                              "it is not valid Unicode; decode the input with errors='replace'",
+                              field=_FIELDS.get(what, what), code="invalid_text") from None
         found = [i for i in (ids if ids is not None else self.encode(text)) if i in self.control_ids]
         if found:
             names = ", ".join(dict.fromkeys(self._tok.convert_ids_to_tokens(found[:8])))
             raise PromptError(f"{what} holds the model's control token(s) {names}: they are never spoken or obeyed "
-                              "here; remove them from the text")
+                              "here; remove them from the text", field=_FIELDS.get(what, what), code="control_token")

@@ -81,6 +81,7 @@ class IncrementalTokenizer:
         if ids[:len(self.ids)] != self.ids:  # cannot happen if the piece rule holds; never feed a wrong id
             raise PromptError("incremental tokenization diverged from the whole text's; please report this text")
         new = ids[len(self.ids):]
+        self.tok.check_text("", ids=new)  # control tokens are refused as in whole text, never fed
         self.ids.extend(new)
         return new
 
@@ -188,6 +189,11 @@ class TextInput:
                 return
             if not isinstance(fragment, str):
                 self._fail(PromptError(f"text fragments must be str, not {type(fragment).__name__}"))
+                return
+            try:
+                self._tokenizer.check_text(fragment, ids=[])  # valid Unicode: the tokenizer cannot take a lone surrogate
+            except PromptError as exc:
+                self._fail(exc)
                 return
             self._text += fragment
             self._advance(final=False)

@@ -24,12 +24,14 @@ from pydantic import ValidationError
 from ray import serve
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
-from qwen3_tts_trt.runtime.errors import PoolBusy, PromptError, Qwen3TTSError
+from qwen3_tts_trt.runtime.errors import PoolBusy, PromptError, Qwen3TTSError, error_kind
+from qwen3_tts_trt.runtime.request_plan import StreamOptions, text_too_long
+from qwen3_tts_trt.runtime.requests import sampling_params
 from qwen3_tts_trt.runtime.stream_pool import PooledStream, StreamPool
 
 from .audio import MEDIA_TYPES, wav_header
 from .config import ServeConfig
-from .errors import RequestError, bad_request
+from .errors import RequestError, bad_request, refused
 from .metrics import PlaybackClock, ServeMetrics
 from .schemas import FORMATS, SessionConfig, SpeechRequest, VoiceFields
 from .voices import VoiceBook
@@ -119,6 +121,7 @@ class SpeechServer:
         # The constructor loads and warms the engines: Ray routes requests to a replica only
         # once it returns, so a replica is never reachable before it can answer at full speed.
         self.pool = StreamPool.load(config.model, config.build_dir, config.backend, fallback=config.fallback,
+                                        options=StreamOptions(max_text_chars=config.max_input_chars),
                                         warmup=config.warmup, capacity=config.capacity,
                                         max_waiting=config.max_waiting, wait_s=config.wait_s)
         self.voices = VoiceBook(config.model, config.build_dir, config.backend, config.voice_dir)
@@ -173,9 +176,9 @@ class SpeechServer:
             first = None
         except BaseException as exc:
             await stream.aclose()
-            if isinstance(exc, PromptError):
+            if error_kind(exc) == "refused":
                 self.metrics.reject(endpoint, "bad_request")
-                raise bad_request(str(exc), "input") from None
+                raise refused(exc) from None
             raise
         if first is not None:
             self.metrics.first_chunk(endpoint, time.perf_counter() - t0)
@@ -198,25 +201,24 @@ class SpeechServer:
         return fmt
 
     def _check_text(self, text: str) -> None:
-        if not text.strip():
-            raise bad_request("input is empty: nothing to say", "input", "empty_input")
-        if len(text) > self.config.max_input_chars:
-            raise bad_request(f"input has {len(text):,} characters; one request takes at most "
-                              f"{self.config.max_input_chars:,}: send it in parts", "input", "input_too_long")
+        try:
+            self.pool.synth.planner.check_text(text)  # limit: ServeConfig.max_input_chars
+        except Qwen3TTSError as exc:
+            raise refused(exc) from None
 
     async def _voice_and_params(self, fields: VoiceFields):
         if fields.model and fields.model != self.config.served_model:
             raise bad_request(f"model {fields.model!r} is not served here; this server runs "
                               f"{self.config.served_model!r} (GET /v1/models)", "model", "model_not_found")
-        voice = await self.voices.resolve(voice=fields.voice, language=fields.language,
-                                          instructions=fields.instructions, task_type=fields.task_type,
-                                          ref_audio=fields.ref_audio, ref_text=fields.ref_text,
-                                          x_vector_only=fields.x_vector_only_mode)
         try:
-            params = self.pool.default_params(greedy=fields.greedy, **fields.sampling())
+            voice = await self.voices.resolve(voice=fields.voice, language=fields.language,
+                                              instructions=fields.instructions, task_type=fields.task_type,
+                                              ref_audio=fields.ref_audio, ref_text=fields.ref_text,
+                                              x_vector_only=fields.x_vector_only_mode)
+            params = sampling_params(self.pool.config.sampling, greedy=fields.greedy, **fields.sampling())
             self.pool.check(voice, params)
-        except (PromptError, TypeError) as exc:
-            raise bad_request(str(exc), code="invalid_request") from None
+        except Qwen3TTSError as exc:
+            raise refused(exc) from None
         return voice, params
 
     async def _open(self, text, voice, params) -> PooledStream:
@@ -245,9 +247,10 @@ class SpeechServer:
 
     def _done(self, endpoint: str, stream: PooledStream, *, underruns: int = 0) -> None:
         """Accounting of a stream whose slot is free again (PooledStream.on_release)."""
-        refused = isinstance(stream.error, PromptError)  # counted in rejected_total{reason="bad_request"}
-        self.metrics.finished(endpoint, stream.metrics, error=stream.error is not None and not refused,
-                              refused=refused, underruns=underruns)
+        # a refused request is counted in rejected_total{reason="bad_request"}, not as an error
+        was_refused = stream.error is not None and error_kind(stream.error) == "refused"
+        self.metrics.finished(endpoint, stream.metrics, error=stream.error is not None and not was_refused,
+                              refused=was_refused, underruns=underruns)
         self.metrics.set_live(self.pool.live)
 
     # -- WebSocket /v1/audio/speech/stream -----------------------------------------------------------
@@ -348,14 +351,14 @@ class SpeechServer:
                         raise bad_request("input.text after input.done", "type")
                     chars += len(text)
                     if chars > self.config.max_input_chars:
-                        raise bad_request(f"the text passed {self.config.max_input_chars:,} characters: one stream "
-                                          "takes at most that; start another", "text", "input_too_long")
+                        raise refused(text_too_long(chars, self.config.max_input_chars), text_param="text")
                     if text:
                         texts.put_nowait(text)
                         spoken = spoken or bool(text.strip())
                 elif kind == "input.done":
                     if not spoken:
-                        raise bad_request("input.done before any text: nothing to say", "text", "empty_input")
+                        raise refused(PromptError("text is empty: nothing to say", field="text", code="empty_input"),
+                                      text_param="text")
                     if not done:
                         done = True
                         texts.put_nowait(None)
@@ -376,7 +379,7 @@ class SpeechServer:
                     first = False
                 await ws.send_bytes(chunk.pcm16_bytes())
         except PromptError as exc:  # e.g. the text was empty after all
-            raise bad_request(str(exc), "text", "invalid_request") from None
+            raise refused(exc, text_param="text") from None
         finally:
             await stream.aclose()
         m = stream.metrics

@@ -25,3 +25,14 @@ class RequestError(Exception):
 
 def bad_request(message: str, param: str | None = None, code: str | None = None) -> RequestError:
     return RequestError(400, message, param=param, code=code)
+
+
+# The runtime names the request field at fault in its own words; the API's names differ for two.
+_PARAMS = {"text": "input", "instruct": "instructions"}
+
+
+def refused(exc: Exception, text_param: str = "input") -> RequestError:
+    """A request the runtime refused (`error_kind(exc) == "refused"`), with the runtime's message."""
+    field = getattr(exc, "field", None)
+    param = text_param if field == "text" else _PARAMS.get(field, field)
+    return bad_request(str(exc), param, getattr(exc, "code", None) or "invalid_request")

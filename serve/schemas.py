@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
+from qwen3_tts_trt.runtime.requests import SAMPLING_FIELDS
+
 FORMATS = ("pcm", "wav")  # what the body can be while it streams; mp3/opus/aac/flac would need an encoder
 
 
@@ -22,17 +24,21 @@ class VoiceFields(BaseModel):
     ref_audio: str | None = None
     ref_text: str | None = None
     x_vector_only_mode: bool = False
-    # sampling (the checkpoint's generation_config unless given)
+    # sampling, by the official names (runtime.requests.SAMPLING_FIELDS): the checkpoint's
+    # generation_config unless given; values are checked by the runtime, as for every front end
     greedy: bool = False
-    seed: int | None = Field(default=None, ge=0)
-    max_new_tokens: int | None = Field(default=None, ge=2)
-    temperature: float | None = Field(default=None, gt=0)
-    top_k: int | None = Field(default=None, ge=0)
-    top_p: float | None = Field(default=None, gt=0, le=1)
+    temperature: float | None = None
+    top_k: int | None = None
+    top_p: float | None = None
+    repetition_penalty: float | None = None
+    subtalker_temperature: float | None = None
+    subtalker_top_k: int | None = None
+    subtalker_top_p: float | None = None
+    seed: int | None = None
+    max_new_tokens: int | None = None
 
     def sampling(self) -> dict:
-        fields = ("seed", "max_new_tokens", "temperature", "top_k", "top_p")
-        return {k: getattr(self, k) for k in fields if getattr(self, k) is not None}
+        return {k: getattr(self, k) for k in SAMPLING_FIELDS if getattr(self, k) is not None}
 
 
 class SpeechRequest(VoiceFields):

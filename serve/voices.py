@@ -17,10 +17,10 @@ import hashlib
 import io
 import threading
 from collections import OrderedDict
-from dataclasses import replace
 from pathlib import Path
 
 from qwen3_tts_trt.runtime.errors import VoiceError
+from qwen3_tts_trt.runtime.requests import VoiceResolver
 from qwen3_tts_trt.runtime.voice import Voice, VoiceLibrary
 
 from .errors import bad_request
@@ -37,6 +37,7 @@ class VoiceBook:
     def __init__(self, checkpoint, build_dir=None, backend: str = "auto", voice_dir: str | Path | None = None):
         self.library = VoiceLibrary(checkpoint, build_dir, backend)  # .voice files: read once, checked for this model
         self.config = self.library.config
+        self.resolver = VoiceResolver(self.config, self.library)
         self.voice_dir = Path(voice_dir).expanduser() if voice_dir else None
         self._maker = None  # the voice encoders, opened at the first reference audio
         self._maker_lock = threading.Lock()
@@ -57,28 +58,18 @@ class VoiceBook:
                       task_type: str | None, ref_audio: str | None, ref_text: str | None,
                       x_vector_only: bool = False) -> Voice:
         self._check_task(task_type)
-        language = (language or "auto").strip().lower()  # "English", "Auto" (vLLM-Omni's spelling) -> ours
-        if instructions is not None and instructions.strip() and not self.config.supports_instruct:
-            raise bad_request(f"this {self.config.size} {self.config.variant} checkpoint does not follow "
-                              "instructions (VoiceDesign and 1.7B CustomVoice do): leave `instructions` out",
-                              "instructions", "instructions_unsupported")
-        instruct = instructions.strip() if instructions and instructions.strip() else None
         if ref_audio is not None:
-            clone = await self._clone(ref_audio, ref_text, x_vector_only, language)
-            return replace(clone, language=clone.language if language == "auto" else language)
+            language = (language or "auto").strip().lower() or "auto"
+            return self.resolver.resolve(clone=await self._clone(ref_audio, ref_text, x_vector_only, language),
+                                         language=language, instruct=instructions)
         if voice and self._is_file_voice(voice):
-            clone = self._file_voice(voice)
-            return replace(clone, language=clone.language if language == "auto" else language)
-        if self.config.variant == "custom_voice":
-            speaker = self._speaker(voice)
-            return Voice(speaker=speaker, language=language, instruct=instruct)
+            return self.resolver.resolve(clone=self._file_voice(voice), language=language, instruct=instructions)
         if self.config.variant == "base":
             raise bad_request(f"this Base checkpoint clones voices: name a voice from GET /v1/voices "
                               f"({self._listed()}) or send `ref_audio` (base64) and `ref_text`", "voice", "voice_required")
-        if voice:  # VoiceDesign: the voice is the instruction
-            raise bad_request(f"unknown voice {voice!r}: a VoiceDesign checkpoint is described by `instructions`; "
-                              f"voices here: {self._listed()}", "voice", "unknown_voice")
-        return Voice(language=language, instruct=instruct)
+        # a speaker name (any case), or the checkpoint's first; an unknown one is refused by the runtime
+        return self.resolver.resolve(speaker=voice.strip().lower() if voice else None, language=language,
+                                     instruct=instructions)
 
     def _check_task(self, task_type: str | None) -> None:
         if task_type is None:
@@ -90,14 +81,6 @@ class VoiceBook:
             served = next(k for k, v in TASK_TYPES.items() if v == self.config.variant)
             raise bad_request(f"task_type {task_type} needs a {task_type} checkpoint; this server runs a {served} "
                               f"checkpoint", "task_type", "task_type_mismatch")
-
-    def _speaker(self, voice: str | None) -> str:
-        if not voice:
-            return next(iter(self.config.speakers))  # as the Pipecat service: the checkpoint's first speaker
-        name = voice.strip().lower()  # "Vivian" and "vivian" (vLLM-Omni's examples use both)
-        if name not in self.config.speakers:
-            raise bad_request(f"unknown voice {voice!r}: voices here: {self._listed()}", "voice", "unknown_voice")
-        return name
 
     def _listed(self) -> str:
         ids = self.ids()

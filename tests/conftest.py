@@ -6,11 +6,11 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
 from qwen3_tts_trt.export.make_checkpoint import CHECKPOINT_LAYOUT, make_checkpoint
+from support import LIMITS, REAL_LIMITS
 
 CACHE = Path(os.environ.get("QWEN3_TTS_TEST_CACHE", Path(__file__).resolve().parent.parent / ".test-cache"))
 
@@ -63,7 +63,6 @@ def real_base() -> Path:
 def tiny_base_build(tiny_base, tmp_path_factory):
     """build.sh's work on the tiny Base checkpoint (six graphs: the four and the voice encoders)."""
     from qwen3_tts_trt.export.build import build
-    from test_build_onnx import LIMITS
 
     root = Path(os.environ.get("QWEN3_TTS_TEST_BUILDS") or tmp_path_factory.mktemp("builds-base"))  # as tiny_build
     manifest = build(str(tiny_base), root, LIMITS, log=lambda *_: None)
@@ -75,10 +74,9 @@ def real_build(real_custom_voice, tmp_path_factory):
     """build.sh's fp32 work at the real 0.6B shapes (slow tests only: ~10 min on 2 cores), with
     the build log it printed."""
     from qwen3_tts_trt.export.build import build
-    from test_build_real_shapes import LIMITS
 
     root = Path(os.environ.get("QWEN3_TTS_TEST_BUILDS") or tmp_path_factory.mktemp("builds-real"))
-    manifest = build(str(real_custom_voice), root, LIMITS, log=print)
+    manifest = build(str(real_custom_voice), root, REAL_LIMITS, log=print)
     return root / "cpu" / real_custom_voice.name, manifest
 
 
@@ -86,7 +84,6 @@ def real_build(real_custom_voice, tmp_path_factory):
 def tiny_build(tiny_custom_voice, tmp_path_factory):
     """build.sh's work on the tiny CustomVoice checkpoint: (build folder, manifest)."""
     from qwen3_tts_trt.export.build import build
-    from test_build_onnx import LIMITS
 
     # QWEN3_TTS_TEST_BUILDS=DIR keeps this build between runs while iterating (build() reuses what is
     # unchanged); CI leaves it unset and builds afresh.
@@ -95,15 +92,15 @@ def tiny_build(tiny_custom_voice, tmp_path_factory):
     return root / "cpu" / tiny_custom_voice.name, manifest
 
 
-def edited_checkpoint(src: Path, dst: Path, edit: Callable[[dict], None]) -> Path:
-    """A copy of checkpoint `src` at `dst` whose main weights `edit(state)` changed in place."""
-    from safetensors.torch import load_file, save_file
+@pytest.fixture(scope="module")
+def onnx_synth(tiny_build, tiny_custom_voice):
+    """A warmed-up ONNX Runtime synthesizer on the tiny build (one per test module)."""
+    from qwen3_tts_trt.runtime.stream import Synthesizer
 
-    shutil.copytree(src, dst)
-    state = load_file(str(dst / "model.safetensors"))
-    edit(state)
-    save_file(state, str(dst / "model.safetensors"))
-    return dst
+    out, _ = tiny_build
+    synth = Synthesizer.open(tiny_custom_voice, out, "onnx")
+    synth.warmup()
+    return synth
 
 
 def pytest_collection_modifyitems(config, items):

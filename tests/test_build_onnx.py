@@ -25,10 +25,7 @@ from qwen3_tts_trt.runtime.manifest import check_manifest, load_manifest
 from qwen3_tts_trt.runtime.reference import Reference
 from qwen3_tts_trt.runtime.sampling import SamplingParams
 from qwen3_tts_trt.runtime.voice import Voice
-
-# max_batch 16: the tests' builds carry the step loop's batched graphs (tests/test_scheduler.py)
-LIMITS = EngineLimits(max_context=256, max_prompt=128, max_chunk=10, max_batch=16)
-TEXT = "Hello world, this is a streaming test of the voice runtime."
+from support import LIMITS, TEXT
 
 
 def test_build_writes_graphs_and_manifest(tiny_build, tiny_custom_voice):

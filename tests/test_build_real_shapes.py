@@ -8,14 +8,14 @@ import torch
 
 from qwen3_tts_trt.export.op_support import check_model
 from qwen3_tts_trt.runtime.backends import open_backend
-from qwen3_tts_trt.runtime.contract import ENGINES, EngineLimits
+from qwen3_tts_trt.runtime.contract import ENGINES
 from qwen3_tts_trt.runtime.decode_loop import FrameLoop
 from qwen3_tts_trt.runtime.reference import Reference
 from qwen3_tts_trt.runtime.sampling import SamplingParams
 from qwen3_tts_trt.runtime.voice import Voice
+from support import REAL_LIMITS
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]  # 0.6B shapes: minutes on 2 cores
-LIMITS = EngineLimits(max_context=512, max_prompt=256)
 
 
 def test_real_shapes_build_and_onnx_parity(real_custom_voice, real_build):
@@ -26,7 +26,7 @@ def test_real_shapes_build_and_onnx_parity(real_custom_voice, real_build):
         assert entry["parity_max_abs"] <= 1e-4, (name, entry["parity_max_abs"])
     assert (out / "talker_decode.onnx.data").stat().st_size > 1.7e9  # 28 layers x 1024, fp32
 
-    ref = Reference.load(real_custom_voice, max_context=LIMITS.max_context)
+    ref = Reference.load(real_custom_voice, max_context=REAL_LIMITS.max_context)
     prompt = ref.prompt("Hello world, this is a streaming test of the voice runtime.",
                         Voice(speaker="ryan", language="english"))
     params = SamplingParams.greedy(max_new_tokens=42)

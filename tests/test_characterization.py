@@ -21,12 +21,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import edited_checkpoint
 from qwen3_tts_trt.runtime.sampling import SamplingParams
 from qwen3_tts_trt.runtime.stream import StreamOptions, Synthesizer
 from qwen3_tts_trt.runtime.voice import Voice, VoiceMaker
-from test_build_onnx import TEXT
-from test_voice import REF_TEXT, write_wav
+from support import REF_TEXT, TEXT, edited_checkpoint, write_wav
 
 RECORD = Path(__file__).parent / "data" / "characterization.json"
 VOICE = Voice(speaker="ryan", language="english")

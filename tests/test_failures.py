@@ -18,7 +18,6 @@ import pytest
 import soundfile as sf
 import torch
 
-from conftest import edited_checkpoint
 from qwen3_tts_trt.export import build as build_mod
 from qwen3_tts_trt.runtime.backends import open_backend
 from qwen3_tts_trt.runtime.checkpoint import resolve_checkpoint
@@ -28,7 +27,7 @@ from qwen3_tts_trt.runtime.reference import Reference
 from qwen3_tts_trt.runtime.sampling import SamplingParams
 from qwen3_tts_trt.runtime.stream import Synthesizer
 from qwen3_tts_trt.runtime.voice import Voice
-from test_build_onnx import LIMITS, TEXT
+from support import LIMITS, TEXT, edited_checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
 VOICE = Voice(speaker="ryan", language="english")
@@ -249,7 +248,7 @@ def test_greedy_starts_from_the_checkpoints_generation_config(tiny_custom_voice,
     greedy_params(), and its codes equal the official greedy codes for a checkpoint whose
     penalty is not the class default."""
     from official import load_official
-    from test_parity_official import OfficialRun
+    from support import OfficialRun
 
     ckpt = tmp_path / tiny_custom_voice.name
     shutil.copytree(tiny_custom_voice, ckpt)

@@ -10,14 +10,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import edited_checkpoint
 from official import load_official
 from qwen3_tts_trt.runtime.reference import Reference
 from qwen3_tts_trt.runtime.sampling import SamplingParams
 from qwen3_tts_trt.runtime.voice import Voice
+from support import MAX_NEW, TEXT, OfficialRun, edited_checkpoint
 
-MAX_NEW = 48  # official counting: 47 frames unless EOS comes first
-TEXT = "Hello world, this is a streaming test of the voice runtime."
 XVEC_SEED = 7
 
 
@@ -27,51 +25,6 @@ def _xvector(hidden: int) -> torch.Tensor:
 
 def _ref_codes(frames: int) -> torch.Tensor:
     return torch.randint(0, 2048, (frames, 16), generator=torch.Generator().manual_seed(11))
-
-
-class OfficialRun:
-    """Runs the official low-level generate and records what its talker saw at prefill."""
-
-    def __init__(self, model_dir):
-        self.wrapper = load_official(str(model_dir))
-        self.model = self.wrapper.model
-
-    def generate(self, text, *, language, speaker=None, instruct=None, xvector=None, ref_codes=None,
-                 ref_text=None, non_streaming=False, max_new_tokens=MAX_NEW, sampling=None):
-        w = self.wrapper
-        seen = {}
-
-        def capture(module, args, kwargs, output):
-            if "logits" not in seen:
-                seen["embeds"] = kwargs["inputs_embeds"].detach().clone()
-                seen["trailing"] = kwargs["trailing_text_hidden"].detach().clone()
-                seen["logits"] = output.logits[0, -1].detach().clone()
-                seen["hidden"] = output.past_hidden[0, -1].detach().clone()
-
-        handle = self.model.talker.register_forward_hook(capture, with_kwargs=True)
-        try:
-            input_ids = w._tokenize_texts([w._build_assistant_text(text)])
-            kwargs = {}
-            if instruct:
-                kwargs["instruct_ids"] = w._tokenize_texts([w._build_instruct_text(instruct)])
-            if xvector is not None:
-                kwargs["voice_clone_prompt"] = dict(
-                    ref_spk_embedding=[xvector], ref_code=[ref_codes] if ref_codes is not None else None,
-                    x_vector_only_mode=[ref_codes is None], icl_mode=[ref_codes is not None])
-                if ref_codes is not None:
-                    kwargs["ref_ids"] = w._tokenize_texts([w._build_ref_text(ref_text)])
-            codes, _ = self.model.generate(
-                input_ids=input_ids, languages=[language], speakers=[speaker], non_streaming_mode=non_streaming,
-                max_new_tokens=max_new_tokens, **(sampling or dict(do_sample=False, subtalker_dosample=False)),
-                **kwargs)
-        finally:
-            handle.remove()
-        return codes[0], seen
-
-    def decode(self, codes: torch.Tensor) -> torch.Tensor:
-        wavs, sr = self.model.speech_tokenizer.decode([{"audio_codes": codes}])
-        assert sr == 24000
-        return torch.as_tensor(wavs[0])
 
 
 MODES = {

@@ -8,7 +8,7 @@ import torch
 from qwen3_tts_trt.runtime.reference import Reference
 from qwen3_tts_trt.runtime.sampling import SamplingParams
 from qwen3_tts_trt.runtime.voice import Voice
-from test_parity_official import MAX_NEW, TEXT, OfficialRun
+from support import MAX_NEW, TEXT, OfficialRun
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]  # 0.6B shapes: minutes on 2 cores
 

@@ -51,19 +51,19 @@ def synth(tiny_build, tiny_custom_voice):
 
 
 @pytest.fixture(autouse=True)
-def engine_turn_is_given_back(request):
-    """Every test must leave the shared synthesizer free: a turn left held would make the next test
-    wait forever, so it fails here, in the test that leaked it."""
+def stream_slot_is_given_back(request):
+    """Every test must leave the shared synthesizer's slot free: a slot left taken would make the
+    next utterance wait forever, so it fails here, in the test that leaked it. Slots come back on
+    the test's event loop, and the test is over: there is nothing left to wait for."""
     yield
     if "synth" not in request.fixturenames:
         return
-    from qwen3_tts_trt.pipecat_service.tts import _Engine
+    from qwen3_tts_trt.pipecat_service.tts import _SharedPool
 
-    engine = _Engine._of.get(request.getfixturevalue("synth"))
-    if engine is not None and not engine.turn.acquire(timeout=10):
-        pytest.fail("the test left the shared synthesizer's turn held (an utterance was never closed)")
-    if engine is not None:
-        engine.turn.release()
+    shared = _SharedPool._of.get(request.getfixturevalue("synth"))
+    if shared is not None and (shared.pool.live or shared.pool.waiting):
+        pytest.fail(f"the test left {shared.pool.live} stream slot(s) of the shared synthesizer taken and "
+                    f"{shared.pool.waiting} utterance(s) waiting (an utterance was never closed)")
 
 
 def service(synth, text_streaming=False, **settings) -> Qwen3TTSService:
@@ -136,6 +136,16 @@ async def test_one_synthesizer_gives_the_same_pcm16_to_pipecat_and_to_the_server
                              pool.default_params(greedy=True, max_new_tokens=FRAMES + 1))
     served = b"".join([chunk.pcm16_bytes() async for chunk in stream])
     assert len(served) > 2 * 1920 and audio_of(down) == served == reference_pcm(synth, HELLO)
+
+
+async def test_chunk_ramp_setting_reaches_the_stream(synth):
+    down, _ = await run_test(service(synth, chunk_ramp=(3, 5)), frames_to_send=[TTSSpeakFrame(HELLO)])
+    audio = [f for f in down if isinstance(f, TTSAudioRawFrame)]
+    assert [f.num_frames for f in audio[:3]] == [3 * 1920, 5 * 1920, 5 * 1920]
+    expected = b"".join(c.pcm16_bytes() for c in synth.stream(
+        HELLO, Voice(speaker="ryan", language="english"), synth.greedy_params(max_new_tokens=FRAMES + 1),
+        chunk_ramp=(3, 5)))
+    assert audio_of(down) == expected
 
 
 async def test_llm_turn_of_two_sentences_is_one_context(synth):

@@ -20,7 +20,7 @@ from qwen3_tts_trt.runtime.manifest import check_manifest, load_manifest
 from qwen3_tts_trt.runtime.stream import Synthesizer
 from qwen3_tts_trt.runtime.voice import Voice
 
-from test_build_onnx import LIMITS, TEXT
+from support import LIMITS, TEXT
 
 
 @pytest.fixture(scope="module")

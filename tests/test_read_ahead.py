@@ -14,7 +14,6 @@ import pytest
 
 from qwen3_tts_trt.runtime.read_ahead import ReadAhead
 from qwen3_tts_trt.runtime.voice import Voice
-from test_stream import onnx_synth  # noqa: F401  (the fixture: a warmed-up ONNX Runtime synthesizer)
 
 
 def _wait_until(condition, timeout=10.0) -> bool:

@@ -14,7 +14,7 @@ from qwen3_tts_trt.runtime.sampling import SamplingParams
 from qwen3_tts_trt.runtime.stream import Synthesizer
 from qwen3_tts_trt.runtime.text import TextTokenizer
 from qwen3_tts_trt.runtime.voice import Voice
-from test_build_onnx import TEXT
+from support import TEXT
 
 TEXTS = ["Hi.", "Hello there.", TEXT, "One two three four five six seven eight nine ten. " * 4, "日本語のテキスト。"]
 

@@ -18,7 +18,7 @@ from qwen3_tts_trt.runtime.backends.base import KVSlots
 from qwen3_tts_trt.runtime.errors import BackendUnavailableError
 from qwen3_tts_trt.runtime.stream import Synthesizer
 from qwen3_tts_trt.runtime.voice import Voice
-from test_build_onnx import LIMITS
+from support import LIMITS
 
 SPEAKERS = ("ryan", "vivian", "serena")
 TEXTS = [f"Stream {i} speaks: {'the quick brown fox jumps. ' * (1 + i % 3)}Done." for i in range(16)]

@@ -19,8 +19,9 @@ websockets = pytest.importorskip("websockets")
 sf = pytest.importorskip("soundfile")
 
 from qwen3_tts_trt.runtime.voice import Voice  # noqa: E402
-from qwen3_tts_trt.runtime.stream import Synthesizer, to_pcm16  # noqa: E402
-from test_build_onnx import LIMITS  # noqa: E402
+from qwen3_tts_trt.runtime.stream import StreamOptions, Synthesizer, to_pcm16  # noqa: E402
+from bad_requests import CASES, refusal  # noqa: E402
+from support import LIMITS  # noqa: E402
 
 TEXT = "Hello there! The server streams this sentence."
 LONG = " ".join(["This sentence keeps the engine busy for a while, frame after frame."] * 6)
@@ -285,8 +286,8 @@ BAD = [
     ("another model", {"model": "tts-1", "input": TEXT, "voice": VOICE}, "model_not_found"),
     ("task type", {"input": TEXT, "voice": VOICE, "task_type": "Base"}, "task_type_mismatch"),
     ("clone on CustomVoice", {"input": TEXT, "ref_audio": "UklGRg==", "ref_text": "hi"}, "clone_unsupported"),
-    ("unknown language", {"input": TEXT, "voice": VOICE, "language": "klingon"}, "invalid_request"),
-    ("bad seed", {"input": TEXT, "voice": VOICE, "seed": -1}, "invalid_value"),
+    ("unknown language", {"input": TEXT, "voice": VOICE, "language": "klingon"}, "unknown_language"),
+    ("bad seed", {"input": TEXT, "voice": VOICE, "seed": -1}, "invalid_sampling"),
 ]
 
 
@@ -301,6 +302,47 @@ def test_bad_request_gets_a_clear_400_and_the_server_keeps_serving(http, body, c
     assert ok.status_code == 200 and len(ok.content) > 44
 
 
+SERVED_CASES = [name for name, case in CASES.items() if case.variant == "custom_voice"]  # the Base one: test_serve_cli
+
+
+@pytest.fixture(scope="module")
+def limited(tiny_custom_voice, tiny_build):
+    """The runtime with the server's limits, whose refusals the server must pass on."""
+    return Synthesizer.open(tiny_custom_voice, tiny_build[0], "onnx", options=StreamOptions(max_text_chars=MAX_INPUT))
+
+
+def _body_of(case) -> dict:
+    fields = dict(input=case.text, voice=case.speaker, language=case.language, instructions=case.instruct,
+                  max_new_tokens=10, **case.sampling)
+    return {k: v for k, v in fields.items() if v is not None}
+
+
+@pytest.mark.parametrize("name", SERVED_CASES)
+def test_the_bad_request_table_gets_the_runtimes_message_in_a_400(http, limited, name):
+    case = CASES[name]
+    expected = refusal(limited, case)
+    r = http.post("/v1/audio/speech", json=_body_of(case))
+    assert r.status_code == 400, r.text
+    error = r.json()["error"]
+    assert (error["message"], error["code"], error["type"]) == (str(expected), case.code, "invalid_request_error")
+    assert error["param"] == {"text": "input"}.get(expected.field, expected.field)
+
+
+@pytest.mark.parametrize("name", SERVED_CASES)
+async def test_the_bad_request_table_gets_the_runtimes_message_and_close_1008(server, limited, name):
+    case = CASES[name]
+    expected = refusal(limited, case)
+    config = {k: v for k, v in _body_of(case).items() if k != "input"}
+    async with websockets.connect(server["ws"]) as ws:
+        await ws.send(json.dumps({"type": "session.config", **config}))
+        await ws.send(json.dumps({"type": "input.text", "text": case.text}))
+        await ws.send(json.dumps({"type": "input.done"}))
+        errors = [json.loads(m) for m in await _drain(ws) if isinstance(m, str)]
+        assert ws.close_code == 1008
+    error = next(e for e in errors if e["type"] == "error")["error"]
+    assert (error["message"], error["code"]) == (str(expected), case.code)
+
+
 def test_malformed_json_gets_a_400(http):
     for content in (b'{"input": "hi", ', b"[1, 2]", b"not json"):
         r = http.post("/v1/audio/speech", content=content, headers={"content-type": "application/json"})
@@ -310,7 +352,7 @@ def test_malformed_json_gets_a_400(http):
 
 def test_openai_client_raises_on_a_refused_request(server):
     client = openai.OpenAI(base_url=server["url"] + "/v1", api_key="unused", max_retries=0)
-    with pytest.raises(openai.BadRequestError, match="unknown voice"):
+    with pytest.raises(openai.BadRequestError, match="unknown speaker .nobody."):
         with client.audio.speech.with_streaming_response.create(model=server["model"], voice="nobody", input=TEXT):
             pass
 

@@ -21,7 +21,8 @@ httpx = pytest.importorskip("httpx")
 
 from qwen3_tts_trt.runtime.stream import Synthesizer, to_pcm16  # noqa: E402
 from qwen3_tts_trt.runtime.voice import VoiceMaker  # noqa: E402
-from test_voice import REF_TEXT, write_wav  # noqa: E402
+from bad_requests import CASES, refusal  # noqa: E402
+from support import REF_TEXT, write_wav  # noqa: E402
 
 TEXT = "A cloned voice speaks through the server."
 ROOT = Path(__file__).resolve().parent.parent
@@ -120,6 +121,18 @@ def test_clone_requests_that_cannot_work_get_a_400(base_server, fields, code):
     r = _speak(base_server["url"], **fields)
     assert r.status_code == 400, r.text
     assert r.json()["error"]["code"] == code
+
+
+def test_an_instruct_this_checkpoint_ignores_gets_the_runtimes_message_in_a_400(base_server, synth):
+    """The Base row of the bad-request table (tests/bad_requests.py); the others: test_serve.py."""
+    from qwen3_tts_trt.runtime.voice import Voice
+
+    case = CASES["instruct ignored by the checkpoint"]
+    expected = refusal(synth, case, clone=Voice.load(base_server["voices"] / "alice.voice", synth.config))
+    r = _speak(base_server["url"], voice="alice", instructions=case.instruct)
+    assert r.status_code == 400, r.text
+    error = r.json()["error"]
+    assert (error["message"], error["code"], error["param"]) == (str(expected), case.code, "instructions")
 
 
 def test_ctrl_c_stops_the_server(base_server):

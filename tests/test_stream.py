@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import edited_checkpoint
 from qwen3_tts_trt.runtime.backends import open_backend
 from qwen3_tts_trt.runtime.checkpoint import load_networks
 from qwen3_tts_trt.runtime.errors import EngineMismatchError, PromptError
@@ -18,18 +17,10 @@ from qwen3_tts_trt.runtime.voice import Voice
 from qwen3_tts_trt.runtime.reference import Reference
 from qwen3_tts_trt.runtime.sampling import SamplingParams
 from qwen3_tts_trt.runtime.stream import StreamOptions, Synthesizer
-from test_build_onnx import LIMITS, TEXT
+from support import LIMITS, TEXT, edited_checkpoint
 
 VOICE = Voice(speaker="ryan", language="english")
 GREEDY = SamplingParams.greedy(max_new_tokens=48)
-
-
-@pytest.fixture(scope="module")
-def onnx_synth(tiny_build, tiny_custom_voice):
-    out, _ = tiny_build
-    synth = Synthesizer.open(tiny_custom_voice, out, "onnx")
-    synth.warmup()
-    return synth
 
 
 @pytest.fixture(scope="module")

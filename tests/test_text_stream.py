@@ -233,6 +233,22 @@ def test_stream_text_errors_are_clear(onnx_synth):
         list(synth.stream_text(["", "  "], VOICE))
 
 
+def test_control_tokens_arriving_mid_stream_are_refused_not_fed(onnx_synth):
+    """Text that is still being written is checked as whole text is: a control token that arrives
+    after the frames have started ends the stream with the same error, never reaching the model."""
+    synth = onnx_synth
+    live = synth.text_input()
+    live.push("Say this, ")
+    stream = synth.stream_text(live, VOICE, synth.greedy_params(max_new_tokens=40))
+    next(stream)  # frames are being made from the first words
+    live.push("then <|im_start|> that.")
+    live.close()
+    with pytest.raises(PromptError, match=r"text holds the model's control token\(s\) <\|im_start\|>"):
+        list(stream)
+    with pytest.raises(PromptError, match="lone surrogate"):
+        list(synth.stream_text(["Hello ", "\ud800 there."], VOICE, synth.greedy_params(max_new_tokens=20)))
+
+
 def test_icl_clone_stream_text_equals_the_one_shot_stream(tiny_base):
     synth = Synthesizer.open(tiny_base, None, "torch")
     hidden = synth.config.talker.hidden_size

@@ -1,6 +1,6 @@
 """Voices from a recording: reference audio checks, .voice files, the encoders on every backend.
 
-The test audio is synthesized here (tones with vibrato in noise), never downloaded.
+The test audio is synthesized (tests/support.py: tones with vibrato in noise), never downloaded.
 """
 
 from __future__ import annotations
@@ -10,35 +10,12 @@ import json
 
 import numpy as np
 import pytest
-import soundfile as sf
 import torch
 
 from qwen3_tts_trt.runtime.errors import VoiceError
 from qwen3_tts_trt.runtime.reference import Reference
 from qwen3_tts_trt.runtime.voice import Voice, VoiceMaker, VoiceOrigin, reference_audio
-
-REF_TEXT = "This is the reference."
-
-
-def synth_audio(seconds: float, rate: int = 24000, channels: int = 1, seed: int = 0) -> np.ndarray:
-    """Speech-like test audio, float32 [samples] or [samples, channels]: a voiced tone with vibrato,
-    two formant-like partials, and noise, under a syllable-rate envelope."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(round(seconds * rate))) / rate
-    f0 = 140 + 25 * np.sin(2 * np.pi * 0.7 * t) + 10 * seed
-    phase = 2 * np.pi * np.cumsum(f0) / rate
-    voiced = 0.35 * np.sin(phase) + 0.15 * np.sin(3 * phase) + 0.08 * np.sin(7 * phase)
-    envelope = 0.6 + 0.4 * np.sin(2 * np.pi * 4 * t) ** 2
-    out = []
-    for c in range(channels):
-        out.append(envelope * voiced * (1 - 0.3 * c) + 0.03 * rng.standard_normal(t.shape))
-    a = np.stack(out, axis=1).astype(np.float32)
-    return a[:, 0] if channels == 1 else a
-
-
-def write_wav(path, seconds=3.0, rate=24000, channels=1, seed=0, **kw):
-    sf.write(str(path), synth_audio(seconds, rate, channels, seed), rate, **kw)
-    return path
+from support import REF_TEXT, synth_audio, write_wav
 
 
 # -- reference audio: every bad input has its one clear error ------------------------------------

@@ -13,7 +13,7 @@ import pytest
 import soundfile as sf
 
 from qwen3_tts_trt.runtime.voice import Voice
-from test_voice import write_wav
+from support import write_wav
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -14,8 +14,7 @@ import torch
 from official import load_official
 from qwen3_tts_trt.runtime.stream import Synthesizer
 from qwen3_tts_trt.runtime.voice import VoiceMaker
-from test_parity_official import MAX_NEW, TEXT
-from test_voice import REF_TEXT, synth_audio, write_wav
+from support import MAX_NEW, REF_TEXT, TEXT, synth_audio, write_wav
 
 # (how the reference is given, seconds, sample rate, channels)
 REFERENCES = {

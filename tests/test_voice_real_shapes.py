@@ -15,7 +15,7 @@ from qwen3_tts_trt.runtime.backends.onnx_backend import ort_session
 from qwen3_tts_trt.runtime.checkpoint import load_voice_encoders
 from qwen3_tts_trt.runtime.contract import VOICE_ENGINES, EngineLimits, engine_specs
 from qwen3_tts_trt.runtime.voice import reference_audio
-from test_voice import synth_audio
+from support import synth_audio
 
 pytestmark = [pytest.mark.slow, pytest.mark.official, pytest.mark.timeout(2400)]  # runs the official code (transformers 4.57)
 

@@ -1,0 +1,115 @@
+"""Constants and helpers that several test modules share (fixtures live in conftest.py).
+
+Test modules import these from here (`from support import ...`; pyproject's pytest config puts
+tests/ on the path), never from one another.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import soundfile as sf
+import torch
+
+from qwen3_tts_trt.runtime.contract import EngineLimits
+
+# -- the tiny builds (conftest's tiny_build / tiny_base_build) and the text most tests speak -------
+# max_batch 16: the tests' builds carry the step loop's batched graphs (tests/test_scheduler.py)
+LIMITS = EngineLimits(max_context=256, max_prompt=128, max_chunk=10, max_batch=16)
+TEXT = "Hello world, this is a streaming test of the voice runtime."
+
+# -- the real 0.6B-shape build (conftest's real_build; slow tests) ---------------------------------
+REAL_LIMITS = EngineLimits(max_context=512, max_prompt=256)
+
+
+# -- checkpoints ------------------------------------------------------------------------------------
+def edited_checkpoint(src: Path, dst: Path, edit: Callable[[dict], None]) -> Path:
+    """A copy of checkpoint `src` at `dst` whose main weights `edit(state)` changed in place."""
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(src, dst)
+    state = load_file(str(dst / "model.safetensors"))
+    edit(state)
+    save_file(state, str(dst / "model.safetensors"))
+    return dst
+
+
+# -- reference audio (synthesized, never downloaded) -----------------------------------------------
+REF_TEXT = "This is the reference."
+
+
+def synth_audio(seconds: float, rate: int = 24000, channels: int = 1, seed: int = 0) -> np.ndarray:
+    """Speech-like test audio, float32 [samples] or [samples, channels]: a voiced tone with vibrato,
+    two formant-like partials, and noise, under a syllable-rate envelope."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(round(seconds * rate))) / rate
+    f0 = 140 + 25 * np.sin(2 * np.pi * 0.7 * t) + 10 * seed
+    phase = 2 * np.pi * np.cumsum(f0) / rate
+    voiced = 0.35 * np.sin(phase) + 0.15 * np.sin(3 * phase) + 0.08 * np.sin(7 * phase)
+    envelope = 0.6 + 0.4 * np.sin(2 * np.pi * 4 * t) ** 2
+    out = []
+    for c in range(channels):
+        out.append(envelope * voiced * (1 - 0.3 * c) + 0.03 * rng.standard_normal(t.shape))
+    a = np.stack(out, axis=1).astype(np.float32)
+    return a[:, 0] if channels == 1 else a
+
+
+def write_wav(path, seconds=3.0, rate=24000, channels=1, seed=0, **kw):
+    sf.write(str(path), synth_audio(seconds, rate, channels, seed), rate, **kw)
+    return path
+
+
+# -- the official qwen-tts reference (tests/official.py) --------------------------------------------
+MAX_NEW = 48  # official counting: 47 frames unless EOS comes first
+
+
+class OfficialRun:
+    """Runs the official low-level generate and records what its talker saw at prefill."""
+
+    def __init__(self, model_dir):
+        # Imported here, not at the top: official.py imports transformers, which the many modules
+        # that import this one for a constant need not pay for.
+        from official import load_official
+
+        self.wrapper = load_official(str(model_dir))
+        self.model = self.wrapper.model
+
+    def generate(self, text, *, language, speaker=None, instruct=None, xvector=None, ref_codes=None,
+                 ref_text=None, non_streaming=False, max_new_tokens=MAX_NEW, sampling=None):
+        w = self.wrapper
+        seen = {}
+
+        def capture(module, args, kwargs, output):
+            if "logits" not in seen:
+                seen["embeds"] = kwargs["inputs_embeds"].detach().clone()
+                seen["trailing"] = kwargs["trailing_text_hidden"].detach().clone()
+                seen["logits"] = output.logits[0, -1].detach().clone()
+                seen["hidden"] = output.past_hidden[0, -1].detach().clone()
+
+        handle = self.model.talker.register_forward_hook(capture, with_kwargs=True)
+        try:
+            input_ids = w._tokenize_texts([w._build_assistant_text(text)])
+            kwargs = {}
+            if instruct:
+                kwargs["instruct_ids"] = w._tokenize_texts([w._build_instruct_text(instruct)])
+            if xvector is not None:
+                kwargs["voice_clone_prompt"] = dict(
+                    ref_spk_embedding=[xvector], ref_code=[ref_codes] if ref_codes is not None else None,
+                    x_vector_only_mode=[ref_codes is None], icl_mode=[ref_codes is not None])
+                if ref_codes is not None:
+                    kwargs["ref_ids"] = w._tokenize_texts([w._build_ref_text(ref_text)])
+            codes, _ = self.model.generate(
+                input_ids=input_ids, languages=[language], speakers=[speaker], non_streaming_mode=non_streaming,
+                max_new_tokens=max_new_tokens, **(sampling or dict(do_sample=False, subtalker_dosample=False)),
+                **kwargs)
+        finally:
+            handle.remove()
+        return codes[0], seen
+
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
+        wavs, sr = self.model.speech_tokenizer.decode([{"audio_codes": codes}])
+        assert sr == 24000
+        return torch.as_tensor(wavs[0])
