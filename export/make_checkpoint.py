@@ -32,7 +32,7 @@ SPEAKERS = {"serena": 3066, "vivian": 3065, "uncle_fu": 3010, "ryan": 3061, "aid
             "ono_anna": 2873, "sohee": 2864, "eric": 2875, "dylan": 2878}
 SPEAKER_DIALECT = {"eric": "sichuan_dialect", "dylan": "beijing_dialect"}
 
-# Shapes per preset. `0.6b` and `1.7b` follow the published configs (facts §2.1, §5.1, §7.1);
+# Shapes per preset. `0.6b` and `1.7b` follow the published configs;
 # `tiny` keeps every id, vocabulary and code-group count real and shrinks the widths.
 PRESETS = {
     "tiny": dict(

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from qwen3_tts_trt.runtime.contract import WEIGHT_ONLY_BITS
 
-# 128 weights per scale: the probe on this machine class (shared/docs/performance-anchors.md) found
+# 128 weights per scale: the probe on this machine class found
 # int4 blocks of 32/128/256 at 31/26/24 ms per frame; 128 keeps four times finer scales than 256
 # for 10% more time. Symmetric blocks need no zero points (fewer bytes, one less operation).
 BLOCK_SIZE = 128

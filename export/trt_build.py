@@ -4,7 +4,7 @@ Only TensorRT calls live here; every decision (which shapes, which precision, wh
 is made by export/build.py and tested without TensorRT. Networks are strongly typed on both
 TensorRT 10 and 11 (11 removed weak typing and the FP16/BF16 builder flags), so precision comes
 from the ONNX graph's own dtypes. Names used here are checked against the 10.16 and 11.4
-bindings by shared/tools/trt_api_check.py.
+bindings by the TensorRT name check that .ci/run runs.
 """
 
 from __future__ import annotations

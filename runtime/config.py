@@ -81,7 +81,7 @@ class CodecConfig:
 
 @dataclass(frozen=True)
 class SpeakerEncoderConfig:
-    """The ECAPA-TDNN x-vector encoder of Base checkpoints (`speaker_encoder_config`, facts §8.4)."""
+    """The ECAPA-TDNN x-vector encoder of Base checkpoints (`speaker_encoder_config`)."""
 
     mel_dim: int
     enc_dim: int

@@ -66,7 +66,7 @@ class Embedder:
     def frames(self, codes: torch.Tensor) -> torch.Tensor:
         """codes [B, F, G] -> [B, F, H]: sum of all G codebook embeddings per frame.
 
-        Codebook 0 uses the talker's table, codebooks 1.. the predictor's tables (facts §10.1.6).
+        Codebook 0 uses the talker's table, codebooks 1.. the predictor's tables.
         """
         codes = codes.to(self.device)
         return self.predictor.frame_embedding(self.talker.embed_codec(codes[..., 0]), codes[..., 1:])

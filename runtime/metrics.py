@@ -50,7 +50,7 @@ class MetricsRecorder:
         self.end_reason = "eos"
         self.active = 0.0
         self.metrics: UtteranceMetrics | None = None  # set once the stream has ended
-        self._resumed = time.perf_counter()
+        self._resumed: float | None = time.perf_counter()  # None while the consumer holds a chunk
 
     def segments_added(self, count: int) -> None:
         self.segments += count
@@ -66,11 +66,17 @@ class MetricsRecorder:
         now = time.perf_counter()
         if self.ttfc is None:
             self.ttfc = now - self.t_request
-        self.active += now - self._resumed
+        self._count_until(now)
+        self._resumed = None
 
     def chunk_taken(self) -> None:
         self._resumed = time.perf_counter()
 
     def stop(self) -> None:
-        self.active += time.perf_counter() - self._resumed
-        self._resumed = time.perf_counter()
+        """The stream ended (a consumer that closed it while holding a chunk adds nothing)."""
+        self._count_until(time.perf_counter())
+        self._resumed = None
+
+    def _count_until(self, now: float) -> None:
+        if self._resumed is not None:
+            self.active += now - self._resumed

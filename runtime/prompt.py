@@ -1,4 +1,4 @@
-"""Text + voice settings -> talker prefill embeddings and the trailing-text queue (facts §4).
+"""Text + voice settings -> talker prefill embeddings and the trailing-text queue.
 
 Layout, with P = text track (projected), C = codec track, tp/tb/te = P(tts_pad/bos/eos):
 

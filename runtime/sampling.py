@@ -1,4 +1,4 @@
-"""The official sampling rules, written out (HF 4.57 processor order, facts §6).
+"""The official sampling rules, written out (HF 4.57 processor order).
 
 Codebook 0 (talker): repetition penalty over previously generated codebook-0 ids, EOS held off
 for the first `min_new_tokens` frames, control ids suppressed, then temperature, top-k, top-p and

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import threading
 import time
+from contextlib import contextmanager
 
 from .config import ASSISTANT_TEMPLATE
 from .errors import PromptError
@@ -358,27 +359,31 @@ class LivePrompt:
         return self._eos if (k == len(ids) and self.feed.closed) else self.pad
 
 
-def pump_text(fragments, live: TextInput) -> None:
-    """Read an iterable of text fragments into `live` (a thread of its own: reading may block)."""
+@contextmanager
+def _reading_into(live: TextInput):
+    """The text source's end closes the input (a no-op once it is cancelled); its failure ends the
+    utterance with its error."""
     try:
-        for fragment in fragments:
-            if live.cancelled:
-                return
-            live.push(fragment)
+        yield
     except Exception as exc:  # noqa: BLE001  (the text source failed: end the utterance with its error)
         live.source_failed(exc)
         return
     live.close()
+
+
+def pump_text(fragments, live: TextInput) -> None:
+    """Read an iterable of text fragments into `live` (a thread of its own: reading may block)."""
+    with _reading_into(live):
+        for fragment in fragments:
+            if live.cancelled:
+                break
+            live.push(fragment)
 
 
 async def apump_text(fragments, live: TextInput) -> None:
     """`pump_text` for an async iterable, on the event loop."""
-    try:
+    with _reading_into(live):
         async for fragment in fragments:
             if live.cancelled:
-                return
+                break
             live.push(fragment)
-    except Exception as exc:  # noqa: BLE001  (the text source failed: end the utterance with its error)
-        live.source_failed(exc)
-        return
-    live.close()

@@ -104,7 +104,7 @@ def test_generate_voice_clone_parity(x_vector_only, non_streaming, tiny_base, ma
     assert codes.shape[0] >= 40
     assert torch.equal(codes, off_codes), "greedy codes differ from the official generate_voice_clone"
     assert audio.shape[0] == codes.shape[0] * 1920
-    # The official cut int(ref/total * samples) keeps one reference sample for some lengths (facts §4.2).
+    # The official cut int(ref/total * samples) keeps one reference sample for some lengths.
     extra = off_audio.shape[0] - audio.shape[0]
     assert extra in (0, 1) and (extra == 0 or not x_vector_only)
     assert (audio - off_audio[extra:]).abs().max() <= 1e-4

@@ -35,7 +35,7 @@ def rope_tables(positions: torch.Tensor, head_dim: int, theta: float, dtype: tor
     """cos/sin tables [B, S, 1, D] for integer positions [B, S] (rotate-half layout, heads broadcast).
 
     The talker's M-RoPE has three identical position rows for speech, which makes it exactly this
-    plain 1-D RoPE (facts §2.2).
+    plain 1-D RoPE.
     """
     inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.int64, device=positions.device).float() / head_dim))
     freqs = positions.float()[..., None] * inv_freq  # [B, S, D/2]

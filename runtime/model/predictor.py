@@ -79,7 +79,7 @@ class Predictor(nn.Module):
 
     def frame_embedding(self, code0_embed: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
         """The talker's next codec input: codebook-0 embedding [..., H] plus the embeddings of
-        codebooks 1..15 (codes [..., 15]), each from its own table (facts §10.1.6)."""
+        codebooks 1..15 (codes [..., 15]), each from its own table."""
         total = code0_embed
         for step in range(1, self.cfg.num_code_groups):
             total = total + self.embed(step, codes[..., step - 1])

@@ -1,6 +1,6 @@
 """The Base checkpoints' speaker encoder: 24 kHz PCM -> x-vector, log-mel front end included.
 
-Written for export (facts §8.4): the STFT is a two-stage DFT of MatMuls (STFT is not a TensorRT
+Written for export: the STFT is a two-stage DFT of MatMuls (STFT is not a TensorRT
 op), every "same" reflect padding is an explicit Pad, and the
 only dynamic axis is the audio length. The numbers match the official `mel_spectrogram` +
 `Qwen3TTSSpeakerEncoder` (n_fft 1024, hop 256, Hann window, 128 slaney mels up to 12 kHz,
