@@ -57,9 +57,11 @@ class FrameSource:
                 reason = "frame_cap"  # the EOS guard ended a runaway generation
             yield SegmentEnd(reason)
 
-    def arriving_text(self, live: TextInput, voice: Voice, params: SamplingParams) -> Events:
-        """Frames of text that is still arriving, segment after segment (one context each)."""
-        before, taken = self.prompts.streaming_layout(voice)
+    def arriving_text(self, live: TextInput, voice: Voice, params: SamplingParams,
+                      layout: tuple[list[int], int]) -> Events:
+        """Frames of text that is still arriving, segment after segment (one context each).
+        `layout`: the voice's `PromptBuilder.streaming_layout`."""
+        before, taken = layout
         segments, index, cancelled = 0, 0, False
         while (seg := live.segment(index)) is not None:
             index += 1

@@ -194,8 +194,11 @@ class PromptBuilder:
             return [], 1
         if not voice.ref_text:
             raise PromptError("an ICL clone prompt needs the reference transcript (ref_text)")
-        ref_ids = self.tok.encode(REF_TEMPLATE.format(text=voice.ref_text))[ROLE_LEN:-REF_SUFFIX_LEN]
-        return ref_ids, 1 + torch.as_tensor(voice.ref_codes).shape[0]  # codec_bos + the reference frames
+        return self._ref_ids(voice.ref_text), 1 + torch.as_tensor(voice.ref_codes).shape[0]  # codec_bos + the frames
+
+    def _ref_ids(self, ref_text: str) -> list[int]:
+        """An ICL clone's reference transcript as text ids (the template's slice, as the official code)."""
+        return self.tok.encode(REF_TEMPLATE.format(text=ref_text))[ROLE_LEN:-REF_SUFFIX_LEN]
 
     def _checked(self, voice: Voice) -> _CheckedVoice:
         """Every check `build_ids` makes of a voice, in its order, and the ids the voice adds."""
@@ -219,7 +222,7 @@ class PromptBuilder:
                 raise PromptError(f"reference codes must have shape [frames, {groups}]; got {tuple(codes.shape)}")
             if int(codes.min()) < 0 or int(codes.max()) >= self.cfg.ids.num_audio_codes:
                 raise PromptError(f"reference codes must lie in 0..{self.cfg.ids.num_audio_codes - 1}")
-            ref_ids = self.tok.encode(REF_TEMPLATE.format(text=voice.ref_text))[ROLE_LEN:-REF_SUFFIX_LEN]
+            ref_ids = self._ref_ids(voice.ref_text)
         return _CheckedVoice(lang_id, spk, instruct_ids, ref_ids, codes)
 
     def shape(self, voice: Voice) -> PromptShape:

@@ -97,10 +97,10 @@ class RequestPlanner:
                                   f"{limits.max_prompt}: shorten the instruct or reference, or rebuild with more")
         return pieces
 
-    def arriving_text_limit(self, voice: Voice, params: SamplingParams) -> int:
-        """The most text ids one context holds with `voice`, for text still arriving: the largest
-        count that passes the fit rule `plan` applies to each piece of a long text."""
-        shape = self.check(voice, params)
+    def arriving_text_limit(self, shape: PromptShape, params: SamplingParams) -> int:
+        """The most text ids one context holds with a voice of this `shape` (from `check`), for text
+        still arriving: the largest count that passes the fit rule `plan` applies to each piece of a
+        long text."""
         for n in range(self.limits.max_context, 0, -1):
             if self.fits(shape, n, params):
                 return n

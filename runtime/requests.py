@@ -22,11 +22,10 @@ from pathlib import Path
 from .config import ModelConfig, SamplingDefaults
 from .errors import PromptError
 from .sampling import SamplingParams
-from .voice import Voice, VoiceLibrary, check_voice_fits
+from .voice import VOICE_SUFFIX, Voice, VoiceLibrary, check_voice_fits
 
 SAMPLING_FIELDS = ("temperature", "top_k", "top_p", "repetition_penalty",
                    "subtalker_temperature", "subtalker_top_k", "subtalker_top_p", "seed", "max_new_tokens")
-VOICE_SUFFIX = ".voice"
 
 
 def sampling_params(defaults: SamplingDefaults, *, greedy: bool = False, **fields) -> SamplingParams:
@@ -72,8 +71,7 @@ class VoiceResolver:
 
     def _clone(self, clone) -> Voice:
         if isinstance(clone, Voice):
-            if clone.made_for is not None:
-                check_voice_fits(clone, self.config)
+            check_voice_fits(clone, self.config)
             return clone
         if self.library is not None:
             return self.library.get(clone)

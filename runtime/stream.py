@@ -148,17 +148,17 @@ class Synthesizer:
         that is complete before generation starts takes the `stream()` path itself."""
         t_request = time.perf_counter()
         params = params or self.default_params()
-        self.planner.check(voice, params)
-        self.prompts.streaming_layout(voice)  # a voice that cannot take arriving text: refused here
+        shape = self.planner.check(voice, params)
+        layout = self.prompts.streaming_layout(voice)  # a voice that cannot take arriving text: refused here
         ramp = self.planner.chunk_ramp(chunk_ramp)
         if isinstance(text, str):
             raise PromptError("stream_text takes an iterable of text fragments; for one string use stream()")
         live = text if isinstance(text, TextInput) else self.text_input()
-        max_ids = self.planner.arriving_text_limit(voice, params)
+        max_ids = self.planner.arriving_text_limit(shape, params)
         live.limit(max_ids, window=max(4, max_ids // 4))  # longer text: cut at sentence ends, as stream() does
         if not isinstance(text, TextInput):
             threading.Thread(target=pump_text, args=(iter(text), live), daemon=True, name="qwen3-tts-text").start()
-        events = self.frame_source.arriving_text(live, voice, params)
+        events = self.frame_source.arriving_text(live, voice, params, layout)
         return self._start(self._run(events, voice, t_request, ramp, live))
 
     def synthesize(self, text: str, voice: Voice = Voice(), params: SamplingParams | None = None) -> np.ndarray:

@@ -140,9 +140,6 @@ class StreamPool:
     def config(self):
         return self.synth.config
 
-    def default_params(self, *, greedy: bool = False, **overrides) -> SamplingParams:
-        return self.synth.greedy_params(**overrides) if greedy else self.synth.default_params(**overrides)
-
     def check(self, voice: Voice, params: SamplingParams) -> None:
         """Raise the PromptError a request with this voice and these settings would raise, before
         it takes a slot (an unknown speaker or language, a bad setting, a voice too long, ...)."""
@@ -171,13 +168,13 @@ class StreamPool:
         if self._slots.locked():
             if self.waiting >= self.max_waiting:
                 raise PoolBusy(f"all {self.capacity} stream slot(s) of this pool are busy and "
-                                 f"{self.waiting} request(s) already wait: retry, or add replicas")
+                               f"{self.waiting} request(s) already wait: retry, or add replicas")
             self.waiting += 1
             try:
                 await asyncio.wait_for(self._slots.acquire(), self.wait_s)
             except asyncio.TimeoutError:
                 raise PoolBusy(f"all {self.capacity} stream slot(s) of this pool stayed busy for "
-                                 f"{self.wait_s:g} s: retry, or add replicas") from None
+                               f"{self.wait_s:g} s: retry, or add replicas") from None
             finally:
                 self.waiting -= 1
         else:

@@ -44,6 +44,7 @@ MIN_RATE, MAX_RATE, MAX_CHANNELS = 8000, 192000, 8
 FILE_FORMATS = {"WAV": "WAV", "WAVEX": "WAV", "FLAC": "FLAC", "OGG": "OGG"}
 SILENCE_PEAK = 1.0 / 32768  # one 16-bit step
 VOICE_FORMAT, VOICE_VERSION = "qwen3-tts-trt.voice", "1"
+VOICE_SUFFIX = ".voice"
 CONVERT_HINT = "convert it to WAV, FLAC or OGG first (e.g. ffmpeg -i INPUT -ar 24000 -ac 1 ref.wav)"
 
 
@@ -324,7 +325,7 @@ class VoiceLibrary:
         if isinstance(voice, Voice):
             check_voice_fits(voice, self.config)
             return voice
-        if isinstance(voice, (str, os.PathLike)) and str(voice).endswith(".voice"):
+        if isinstance(voice, (str, os.PathLike)) and str(voice).endswith(VOICE_SUFFIX):
             path = Path(voice).expanduser()
             key = ("file", *self._stamp(path))
             if key not in self._cache:

@@ -21,12 +21,11 @@ from pathlib import Path
 
 from qwen3_tts_trt.runtime.errors import VoiceError
 from qwen3_tts_trt.runtime.requests import VoiceResolver
-from qwen3_tts_trt.runtime.voice import Voice, VoiceLibrary
+from qwen3_tts_trt.runtime.voice import VOICE_SUFFIX, Voice, VoiceLibrary
 
 from .errors import bad_request
 
 TASK_TYPES = {"CustomVoice": "custom_voice", "VoiceDesign": "voice_design", "Base": "base"}
-VOICE_SUFFIX = ".voice"
 MAX_REF_AUDIO_BYTES = 16 * 1024 * 1024  # 30 s of 48 kHz stereo float WAV is ~11.5 MB
 CLONE_CACHE = 64  # encoded reference voices kept per replica (x-vector + codes: a few KB each)
 

@@ -35,6 +35,7 @@ from pipecat.transcriptions.language import Language  # noqa: E402
 
 from qwen3_tts_trt.pipecat_service import Qwen3TTSService, Qwen3TTSSettings  # noqa: E402
 from qwen3_tts_trt.runtime.voice import Voice  # noqa: E402
+from qwen3_tts_trt.runtime.requests import sampling_params  # noqa: E402
 from qwen3_tts_trt.runtime.stream import StreamOptions, Synthesizer  # noqa: E402
 
 FRAMES = 40  # frames per piece of text: random weights rarely say EOS, so bound every utterance
@@ -133,7 +134,7 @@ async def test_one_synthesizer_gives_the_same_pcm16_to_pipecat_and_to_the_server
     assert not [f for f in up if isinstance(f, ErrorFrame)]
     pool = StreamPool(synth, capacity=1)
     stream = await pool.open(HELLO, Voice(speaker="ryan", language="english"),
-                             pool.default_params(greedy=True, max_new_tokens=FRAMES + 1))
+                             sampling_params(pool.config.sampling, greedy=True, max_new_tokens=FRAMES + 1))
     served = b"".join([chunk.pcm16_bytes() async for chunk in stream])
     assert len(served) > 2 * 1920 and audio_of(down) == served == reference_pcm(synth, HELLO)
 

@@ -74,8 +74,8 @@ def test_whole_and_arriving_text_share_one_fit_rule(tiny_custom_voice):
     limits = EngineLimits(max_context=256, max_prompt=128, max_chunk=10)
     planner = RequestPlanner(prompts, limits, StreamOptions(base_frames=10, frames_per_token=1))
     voice, params = Voice(speaker="ryan", language="english"), SamplingParams.greedy()
-    most = planner.arriving_text_limit(voice, params)
     shape = planner.check(voice, params)
+    most = planner.arriving_text_limit(shape, params)
     assert planner.fits(shape, most, params) and not planner.fits(shape, most + 1, params)
     pieces = planner.plan("This sentence is one of many in a long paragraph. " * 25, voice, params)
     sizes = [len(prompts.build(p, voice).text_ids) for p in pieces]
