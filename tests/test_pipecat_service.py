@@ -44,11 +44,9 @@ HELLO = "Hello there, how are you doing today?"
 
 
 @pytest.fixture(scope="module")
-def synth(tiny_build, tiny_custom_voice):
-    out, _ = tiny_build
-    s = Synthesizer.open(tiny_custom_voice, out, "onnx")
-    s.warmup()
-    return s
+def synth(onnx_synth):
+    """The module's shared synthesizer (conftest's warmed-up ONNX Runtime one)."""
+    return onnx_synth
 
 
 @pytest.fixture(autouse=True)

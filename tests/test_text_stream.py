@@ -114,14 +114,6 @@ def test_long_arriving_text_is_cut_into_segments_that_each_fit(tok, kind):
 
 
 @pytest.fixture(scope="module")
-def onnx_synth(tiny_build, tiny_custom_voice):
-    out, _ = tiny_build
-    s = Synthesizer.open(tiny_custom_voice, out, "onnx")
-    s.warmup()
-    return s
-
-
-@pytest.fixture(scope="module")
 def torch_synth(tiny_custom_voice):
     return Synthesizer.open(tiny_custom_voice, None, "torch")
 
