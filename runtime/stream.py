@@ -40,6 +40,7 @@ from .frame_source import Events, FrameSource
 from .metrics import MetricsRecorder, UtteranceMetrics
 from .prompt import Prompt, PromptBuilder
 from .request_plan import RequestPlanner, StreamOptions
+from .requests import VoiceResolver
 from .sampling import SamplingParams
 from .scheduler import StepLoop
 from .text import TextTokenizer
@@ -212,11 +213,9 @@ class Synthesizer:
         self.last_metrics = None
 
     def _warmup_voice(self) -> Voice:
-        if self.config.variant == "custom_voice":
-            return Voice(speaker=next(iter(self.config.speakers)))
-        if self.config.variant == "base":
+        if self.config.variant == "base":  # any x-vector runs the same shapes
             return Voice(xvector=torch.zeros(self.config.talker.hidden_size))
-        return Voice()
+        return VoiceResolver(self.config).resolve()  # the default voice (CustomVoice: the first speaker)
 
     # -- one stream at a time -------------------------------------------------------------------
     def _start(self, run):
