@@ -443,7 +443,8 @@ def parse_args(argv=None):
     ap.add_argument("--max-prompt", type=int, default=512, help="prefill positions")
     ap.add_argument("--max-chunk", type=int, default=10, help="codec frames per call")
     ap.add_argument("--max-batch", type=int, default=1,
-                    help="streams one engine serves at once (the step loop's KV rows; `serve --streams`)")
+                    help="streams one engine serves at once (the step loop's KV rows; `serve --streams`); 1 by "
+                         "default, since extra rows cost a lone stream time on the CPU (docs/benchmarks.md)")
     ap.add_argument("--opt-level", type=int, default=3, choices=range(6), help="TensorRT builder optimization level")
     ap.add_argument("--require-trt", action="store_true", help="fail unless TensorRT engines were built")
     ap.add_argument("--skip-parity", action="store_true", help="skip the ONNX Runtime vs PyTorch comparison")

@@ -17,6 +17,12 @@ their frames in shared engine calls.
 Interruption. Pipecat cancels `run_tts` at its current `await`. The service then closes the
 stream: the engine stops at its next frame, the frame in progress is the last one made, and the
 slot is free once it is done, so the next utterance starts within one frame, clean.
+
+Word timestamps (`word_timestamps=True`). Each chunk says which text ids entered the talker with
+its frames (`AudioChunk.text_fed`); a word's time is the frame of its first id (80 ms a frame,
+plus `word_timestamp_lag_s`), counted from the first audio of the turn's audio context. They go
+to Pipecat's `add_word_timestamps`, which turns them into word `TTSTextFrame`s timed to the
+audio, so an interrupted turn leaves only the words already spoken in the assistant's context.
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ from qwen3_tts_trt.runtime.sampling import SamplingParams
 from qwen3_tts_trt.runtime.stream import Synthesizer
 from qwen3_tts_trt.runtime.stream_pool import PooledStream, StreamPool
 from qwen3_tts_trt.runtime.text_stream import TextInput
+from qwen3_tts_trt.runtime.text_timing import WordTimeline
 
 # Pipecat's languages that Qwen3-TTS speaks, by the names its prompts use ("auto" stays "auto").
 QWEN_LANGUAGES: dict[Language, str] = {
@@ -78,6 +85,9 @@ class Qwen3TTSSettings(TTSSettings):
       keeps the checkpoint's. The runtime's EOS guard also caps runaway generations.
     - `greedy`: argmax decoding (the official `do_sample=False`), from the checkpoint's settings.
     - `chunk_ramp`: frames per chunk, e.g. (1, 2, 4, 8, 10); None keeps the synthesizer's.
+    - `word_timestamp_lag_s`: with `word_timestamps=True`, seconds added to every word's time (the
+      time its first text id entered the model): the lag until the word is heard, which only a
+      real checkpoint can measure. Default 0.
     """
 
     instruct: str | None | NotGiven = _given()
@@ -93,6 +103,7 @@ class Qwen3TTSSettings(TTSSettings):
     max_new_tokens: int | None | NotGiven = _given()
     greedy: bool | NotGiven = _given()
     chunk_ramp: tuple[int, ...] | None | NotGiven = _given()
+    word_timestamp_lag_s: float | NotGiven = _given()
 
 
 class _SharedPool:
@@ -139,7 +150,8 @@ class Qwen3TTSService(TTSService):
 
     def __init__(self, *, synthesizer: Synthesizer | None = None, checkpoint: str | Path | None = None,
                  build_dir: str | Path | None = None, backend: str = "auto", warmup: bool = True,
-                 text_streaming: bool = False, settings: Qwen3TTSSettings | None = None, **kwargs):
+                 text_streaming: bool = False, word_timestamps: bool = False,
+                 settings: Qwen3TTSSettings | None = None, **kwargs):
         """Either pass an opened `synthesizer` (services may share one), or a `checkpoint` (and its
         `build_dir`, `backend`): the engines are then opened and warmed in `start()`, off the loop.
 
@@ -147,6 +159,12 @@ class Qwen3TTSService(TTSService):
         tokens as they come (`TextAggregationMode.TOKEN`) and the turn is one `stream_text`, so
         audio starts after the first words instead of the first sentence. Sentence mode (the
         default) synthesizes sentence by sentence.
+
+        `word_timestamps=True` reports each word's time through Pipecat's word-timestamp API (word
+        `TTSTextFrame`s timed to the audio instead of one per sentence after it), so an interruption
+        leaves only the words already spoken in the assistant's context. A word's time is when its
+        first text token entered the model (a lower bound of when it is heard) plus the
+        `word_timestamp_lag_s` setting.
 
         Other keyword arguments go to Pipecat's `TTSService` (`sample_rate`, `text_aggregation_mode`,
         `stop_frame_timeout_s`, ...). Output follows the pipeline's `audio_out_sample_rate` unless
@@ -164,7 +182,7 @@ class Qwen3TTSService(TTSService):
             voice=next(iter(config.speakers)) if config.variant == "custom_voice" else None,
             language="auto", instruct=None, clone=None, temperature=None, top_k=None, top_p=None, repetition_penalty=None,
             subtalker_temperature=None, subtalker_top_k=None, subtalker_top_p=None, seed=None, max_new_tokens=None, greedy=False,
-            chunk_ramp=None)
+            chunk_ramp=None, word_timestamp_lag_s=0.0)
         if settings is not None:
             store.apply_update(settings)
         store.language = _as_pipecat_language(store.language)
@@ -173,6 +191,10 @@ class Qwen3TTSService(TTSService):
         self._text_streaming = text_streaming
         self._text_turns: dict[str, _TextTurn] = {}
         self._voices: VoiceResolver | None = None
+        self._word_timestamps = word_timestamps
+        self._context_audio_s: dict[str, float] = {}  # audio already made in an audio context (its words' origin)
+        if word_timestamps:
+            kwargs["push_text_frames"] = False  # the words' TTSTextFrames come from add_word_timestamps
         super().__init__(push_start_frame=True, push_stop_frames=True, settings=store, **kwargs)
         self._pool: StreamPool | None = None
         self._open_error: str | None = None
@@ -271,6 +293,9 @@ class Qwen3TTSService(TTSService):
         at the next utterance (host-side checks only: no prompt is built, no engine runs)."""
         voice, params, _ = self._request(s)
         self._synth.check_request(voice, params)
+        lag = s.word_timestamp_lag_s
+        if isinstance(lag, bool) or not isinstance(lag, (int, float)) or not 0 <= lag < float("inf"):
+            raise PromptError(f"word_timestamp_lag_s must be a number of seconds, 0 or more; got {lag!r}")
 
     def _request(self, s: Qwen3TTSSettings):
         params = sampling_params(self._synth.config.sampling, greedy=s.greedy, **{k: getattr(s, k) for k in SAMPLING_FIELDS})
@@ -304,6 +329,7 @@ class Qwen3TTSService(TTSService):
         resampler = create_stream_resampler(quality="HQ", clear_after_secs=None) \
             if self.sample_rate != self._synth.sample_rate else None
         stream = None
+        words = _WordTimes(self, text, context_id) if self._word_timestamps else None
         try:
             stream = await self._open_stream(text, voice, params, ramp, context_id)
             # request errors surface at the first chunk
@@ -313,8 +339,12 @@ class Qwen3TTSService(TTSService):
                     audio = await resampler.resample(audio, self._synth.sample_rate, self.sample_rate)
                 if audio:
                     yield TTSAudioRawFrame(audio, self.sample_rate, 1, context_id=context_id)
+                if words is not None:  # queued after the chunk's audio, in the same audio context
+                    await words.chunk_done(chunk)
             if resampler is not None and (tail := await resampler.flush()):
                 yield TTSAudioRawFrame(tail, self.sample_rate, 1, context_id=context_id)
+            if words is not None:
+                await words.text_done()
             self.last_metrics = stream.metrics
         except PromptError as exc:  # this request cannot be spoken; the next one can
             yield ErrorFrame(error=f"{self}: {exc}")
@@ -392,7 +422,11 @@ class Qwen3TTSService(TTSService):
         if turn is not None:
             turn.live.close()
 
+    async def on_audio_context_completed(self, context_id: str):
+        self._context_audio_s.pop(context_id, None)  # played out: Pipecat restarts its word clock
+
     async def on_audio_context_interrupted(self, context_id: str):
+        self._context_audio_s.pop(context_id, None)
         turn = self._text_turns.pop(context_id, None)
         if turn is not None:  # stop taking text, and stop the stream at its next frame
             turn.live.cancel()
@@ -408,6 +442,42 @@ class Qwen3TTSService(TTSService):
         if stream.stopped_at is not None and stream.metrics is not None:  # cut short: an interruption
             self.last_interruption = dict(release_ms=1000 * (time.perf_counter() - stream.stopped_at),
                                           frames_after_cancel=stream.metrics.frames_after_cancel)
+
+
+class _WordTimes:
+    """One utterance's words for Pipecat's `add_word_timestamps`, chunk by chunk.
+
+    A word's time is the frame with which its first text token entered the talker (the chunk's
+    `text_fed`) times 80 ms, plus `word_timestamp_lag_s`, counted from the first audio of the audio
+    context: Pipecat's word clock starts there (1.14 calls `start_word_timestamps()` itself at a
+    context's first audio), so the audio earlier utterances made in the same context (the sentences
+    before this one in an LLM turn) comes first."""
+
+    def __init__(self, service: Qwen3TTSService, text: str | TextInput, context_id: str):
+        self.service, self.text, self.context_id = service, text, context_id
+        codec = service.synthesizer.config.codec
+        self.frame_s = codec.samples_per_frame / codec.sample_rate
+        self.lag_s = service._settings.word_timestamp_lag_s
+        self.start_s = service._context_audio_s.get(context_id, 0.0)  # the context's audio before this utterance
+        self.made_s = 0.0
+        self.timeline = WordTimeline(text if isinstance(text, str) else "")
+
+    async def chunk_done(self, chunk) -> None:
+        self.made_s += chunk.seconds
+        self.service._context_audio_s[self.context_id] = self.start_s + self.made_s
+        self.timeline.feed(chunk.text_fed)
+        await self._add(final=isinstance(self.text, str))  # whole text: every word's end is known
+
+    async def text_done(self) -> None:
+        await self._add(final=True)
+
+    async def _add(self, final: bool) -> None:
+        if not isinstance(self.text, str):
+            self.timeline.text = self.text.text  # the turn's text so far (it only grows)
+        words = self.timeline.take(final=final)
+        if words:
+            await self.service.add_word_timestamps(
+                [(word, self.start_s + frame * self.frame_s + self.lag_s) for word, frame in words], self.context_id)
 
 
 def _load_config(checkpoint):

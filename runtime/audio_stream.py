@@ -12,17 +12,18 @@ from __future__ import annotations
 import itertools
 import threading
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Iterator, NamedTuple
 
 import numpy as np
 import torch
 
 from .contract import chunk_frames
 from .decode_loop import TEXT_STALL
-from .frame_source import Events, SegmentEnd, SegmentsAdded
+from .frame_source import Events, SegmentEnd, SegmentsAdded, TextEntered
 from .metrics import MetricsRecorder, UtteranceMetrics
 from .read_ahead import ReadAhead
 from .text_stream import TextInput
+from .text_timing import TextFed
 
 
 def to_pcm16(samples: np.ndarray) -> np.ndarray:
@@ -37,6 +38,9 @@ class AudioChunk:
     index: int
     frames: int
     codes: torch.Tensor | None = None  # [frames, 16] int64: the codes this audio was decoded from (cache, re-vocode)
+    # The text ids that entered the talker with this chunk's frames: where each lies in the request's
+    # text and with which frame of the utterance it entered (runtime/text_timing.py: word timestamps).
+    text_fed: tuple[TextFed, ...] = ()
 
     @property
     def seconds(self) -> float:
@@ -89,6 +93,7 @@ def stream_audio(events: Events, backend, control: StreamControl, recorder: Metr
     source, ahead = _counted(events, control), None
     cancelled = False
     pending: list[torch.Tensor] = []
+    fed: list[TextFed] = []  # the text that entered with the pending frames
     try:
         codec = backend.new_codec_state()  # this stream's codec state, carried from chunk to chunk
         if ref_codes is not None:
@@ -104,6 +109,9 @@ def stream_audio(events: Events, backend, control: StreamControl, recorder: Metr
             if isinstance(event, SegmentEnd):
                 recorder.segment_ended(event.reason)
                 continue
+            if isinstance(event, _FrameWithText):
+                fed.extend(TextFed(recorder.frames, start, end) for start, end in event.text.spans)
+                event = event.frame
             stalled = event is TEXT_STALL  # the loop waits for text: what is made plays meanwhile
             if isinstance(event, torch.Tensor):
                 recorder.frames += 1
@@ -111,7 +119,8 @@ def stream_audio(events: Events, backend, control: StreamControl, recorder: Metr
             if pending and (event is None or stalled
                             or len(pending) >= chunk_frames(recorder.chunks, ramp, backend.limits.max_chunk)):
                 chunk, codec = _decode(backend, codec, pending, recorder.chunks, sample_rate)
-                pending = []
+                chunk.text_fed = tuple(fed)
+                pending, fed = [], []
                 recorder.chunk_out(len(chunk.samples))
                 yield chunk
                 recorder.chunk_taken()
@@ -144,13 +153,27 @@ def stream_audio(events: Events, backend, control: StreamControl, recorder: Metr
             text_stall_ms=None if live is None else 1000 * live.stall_seconds)
 
 
+class _FrameWithText(NamedTuple):
+    """A frame and the `TextEntered` before it, as one read-ahead item: the read-ahead's bound
+    stays a count of frames."""
+
+    text: TextEntered
+    frame: torch.Tensor
+
+
 def _counted(events: Events, control: StreamControl) -> Events:
     """The events as they are made, frames counted for `cancel()`, ending after the frame in
-    progress once the utterance is cancelled."""
+    progress once the utterance is cancelled. A `TextEntered` rides with the frame it precedes."""
+    entered = None
     try:
         for event in events:
+            if isinstance(event, TextEntered):
+                entered = event
+                continue
             if isinstance(event, torch.Tensor):
                 control.frames_made += 1
+                if entered is not None:
+                    event, entered = _FrameWithText(entered, event), None
             yield event
             if control.cancelled:
                 return

@@ -7,7 +7,9 @@ run), and shapes must agree. Mismatches are reported by their official names.
 
 from __future__ import annotations
 
+import json
 import os
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,9 +35,12 @@ UNUSED_PREFIXES = {
 
 
 def resolve_checkpoint(name_or_path: str | os.PathLike) -> Path:
-    """A local directory as is; otherwise a hub id, fetched with huggingface_hub (cache first)."""
+    """A local directory as is; otherwise a hub id, fetched with huggingface_hub (cache first).
+    Either way its files are checked (check_checkpoint_files): every entry point opens a checkpoint
+    through here, so a missing or damaged file is one clear line before anything loads."""
     path = Path(name_or_path).expanduser()
     if path.is_dir():
+        check_checkpoint_files(path)
         return path
     text = str(name_or_path)
     if path.exists() or text.count("/") != 1 or text.startswith((".", "/", "~")):
@@ -48,11 +53,99 @@ def resolve_checkpoint(name_or_path: str | os.PathLike) -> Path:
     try:
         from huggingface_hub import snapshot_download
 
-        return Path(snapshot_download(repo_id=text))
+        root = Path(snapshot_download(repo_id=text))
     except Exception as exc:  # offline, unknown repo, auth: all end the same way for the user
         raise CheckpointError(
             f"{text!r} is not a local directory and could not be fetched from the hub: {exc}"
         ) from exc
+    check_checkpoint_files(root, repo_id=text)  # a cached snapshot can be damaged too
+    return root
+
+
+# -- the files a checkpoint needs ---------------------------------------------------------------------
+# Every file the loaders open, with what it is (for the error). The text tokenizer (runtime/text.py,
+# transformers' Qwen2 tokenizer) reads tokenizer_config.json and either tokenizer.json or the pair
+# vocab.json + merges.txt that the released checkpoints ship. Without one of the pair transformers
+# fails with a TypeError, without tokenizer_config.json it calls qwen3_tts an unknown architecture,
+# and an empty merges.txt even loads, and then splits every word wrongly.
+CONFIG_FILES = {"config.json": "the model config", "speech_tokenizer/config.json": "the speech tokenizer's config"}
+OPTIONAL_FILES = {"generation_config.json": "the sampling defaults"}  # read when present
+TOKENIZER_CONFIG = {"tokenizer_config.json": "the text tokenizer's settings"}
+TOKENIZER_PAIR = {"vocab.json": "the text tokenizer's vocabulary", "merges.txt": "the text tokenizer's merges"}
+TOKENIZER_JSON = {"tokenizer.json": "the text tokenizer"}
+WEIGHTS = {MAIN_WEIGHTS: "the talker's weights", CODEC_WEIGHTS: "the speech tokenizer's weights"}
+MAX_HEADER_BYTES = 100_000_000  # the safetensors library refuses longer headers
+
+
+def needed_files(root: Path) -> dict[str, str]:
+    """Checkpoint-relative path -> what it is, for every file the loaders will open in `root`."""
+    tokenizer = TOKENIZER_JSON if (root / "tokenizer.json").exists() else TOKENIZER_PAIR
+    present = {rel: what for rel, what in OPTIONAL_FILES.items() if (root / rel).exists()}
+    return {**CONFIG_FILES, **present, **TOKENIZER_CONFIG, **tokenizer, **WEIGHTS}
+
+
+def check_checkpoint_files(root: Path, repo_id: str | None = None) -> None:
+    """Raise CheckpointError, one line naming the file and what to do, if a file the loaders open
+    is missing, unreadable, empty, or (weights) not a whole safetensors file. Cheap enough for every
+    open: a stat per file and the weights' headers, never their data. It runs before the build's
+    weights identity is compared, so a cut-off download is named as such, not as other weights."""
+    root = Path(root)
+    fix = "download " + (f"the checkpoint again (hf download {repo_id} --force-download)" if repo_id else
+                         "or copy the checkpoint again")
+    needed = needed_files(root)
+    missing = [rel for rel in needed if not (root / rel).is_file()]
+    if missing:
+        named = ", ".join(f"{rel} ({needed[rel]})" for rel in missing)
+        raise CheckpointError(f"checkpoint {root} is missing file{'s' if len(missing) > 1 else ''} {named}: {fix}")
+    for rel in needed:
+        try:
+            why = file_damage(root / rel)
+        except OSError as exc:  # permissions, an I/O error: the file is there, so say what stops it
+            raise CheckpointError(f"checkpoint {root}: {rel} cannot be read ({exc.strerror or exc}): make it "
+                                  f"readable for this user, or {fix}") from exc
+        if why:
+            raise CheckpointError(f"checkpoint {root}: {rel} is damaged ({why}): {fix}")
+
+
+def file_damage(path: Path) -> str | None:
+    """Why the file at `path` cannot be what it should be, or None. JSON and text files are parsed
+    by their loaders, which name a syntax error; here only an empty one is caught (merges.txt loads
+    empty, and silently splits words wrongly)."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        if path.suffix == ".safetensors":
+            return safetensors_damage(f, size)
+        return None if f.read(1) else "empty"
+
+
+def safetensors_damage(f, size: int) -> str | None:
+    """Why a safetensors file is not whole, from its header alone (its data may be gigabytes): the
+    format is 8 bytes of little-endian header length, a JSON header giving each tensor's byte range,
+    then the tensors back to back up to the file's last byte."""
+    head = f.read(8)
+    if len(head) < 8:
+        return f"truncated: {size} bytes, less than a header"
+    (header_len,) = struct.unpack("<Q", head)
+    if header_len > MAX_HEADER_BYTES:
+        return f"not a safetensors file: its first 8 bytes give a header of {header_len} bytes"
+    if 8 + header_len > size:
+        return f"truncated: header says at least {8 + header_len} bytes, file has {size}"
+    try:
+        header = json.loads(f.read(header_len))
+        spans = sorted((int(v["data_offsets"][0]), int(v["data_offsets"][1]))
+                       for k, v in header.items() if k != "__metadata__")
+    except (ValueError, KeyError, TypeError, AttributeError, IndexError):  # UnicodeDecodeError is a ValueError
+        return "its header is not a valid safetensors header"
+    end = 0
+    for begin, stop in spans:  # the library refuses gaps and overlaps, so they are damage too
+        if begin != end or stop < begin:
+            return f"its header's byte ranges are not back to back (a tensor at {begin} after one ending at {end})"
+        end = stop
+    expected = 8 + header_len + end
+    if size != expected:
+        kind = "truncated" if size < expected else "extra bytes at its end"
+        return f"{kind}: header says {expected} bytes, file has {size}"
+    return None
 
 
 def read_safetensors(path: Path) -> dict[str, torch.Tensor]:

@@ -34,8 +34,12 @@ class VoiceError(Qwen3TTSError, ValueError):
 
 
 class PoolBusy(Qwen3TTSError):
-    """Every stream slot of a `StreamPool` is taken and the wait for one ran out (or is full): retry,
-    elsewhere or later."""
+    """Every stream slot of a `StreamPool` is taken and the wait for one ran out (or would run out):
+    retry, elsewhere or after `retry_after_s`."""
+
+    def __init__(self, message: str, retry_after_s: float = 1.0):
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 def error_kind(exc: BaseException) -> str:

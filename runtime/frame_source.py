@@ -4,7 +4,9 @@ Events, in the order the audio streamer reads them:
 - `SegmentsAdded(count)`: the utterance has `count` more segments (pieces of text, one context each);
 - a frame: `torch.Tensor` [16] int64 codes;
 - `TEXT_STALL`: the frame loop waits for text (the audio made so far should play meanwhile);
-- `SegmentEnd(reason)`: a segment ended ("eos", "frame_cap", "max_new_tokens", "context", "cancelled").
+- `SegmentEnd(reason)`: a segment ended ("eos", "frame_cap", "max_new_tokens", "context", "cancelled");
+- `TextEntered(spans)`: right before a frame, the text ids that enter the talker with it, as the
+  characters of the request's text each covers (runtime/text_timing.py).
 """
 
 from __future__ import annotations
@@ -17,10 +19,11 @@ import torch
 from .decode_loop import TEXT_STALL, FrameLoop, Frames, TextStall
 from .embed import Embedder
 from .errors import PromptError
-from .prompt import PromptBuilder
+from .prompt import PromptBuilder, PromptShape
 from .request_plan import RequestPlanner
 from .sampling import SamplingParams
-from .text_stream import LivePrompt, TextFeed, TextInput
+from .text_stream import LivePrompt, Segment, TextFeed, TextInput
+from .text_timing import text_spans
 from .voice import Voice
 
 
@@ -34,7 +37,15 @@ class SegmentEnd:
     reason: str
 
 
-Event = torch.Tensor | TextStall | SegmentsAdded | SegmentEnd
+@dataclass(frozen=True)
+class TextEntered:
+    """The text ids that enter the talker with the next frame: for each, the characters [start, end)
+    of the request's text it covers."""
+
+    spans: tuple[tuple[int, int], ...]
+
+
+Event = torch.Tensor | TextStall | SegmentsAdded | SegmentEnd | TextEntered
 Events = Iterator[Event]
 
 
@@ -42,16 +53,27 @@ class FrameSource:
     def __init__(self, prompts: PromptBuilder, loop: FrameLoop, planner: RequestPlanner, embedder: Embedder):
         self.prompts, self.loop, self.planner, self.embedder = prompts, loop, planner, embedder
 
-    def whole_text(self, pieces: list[str], voice: Voice, params: SamplingParams) -> Events:
-        """Frames of every piece in turn, each piece's prompt built when the stream reaches it."""
+    def whole_text(self, pieces: list[str], voice: Voice, params: SamplingParams, text: str | None = None) -> Events:
+        """Frames of every piece in turn, each piece's prompt built when the stream reaches it.
+        `text`: the request's text the pieces were cut from (`TextEntered` counts characters in it;
+        None: in the pieces joined)."""
         yield SegmentsAdded(len(pieces))
-        yield from self._pieces(pieces, voice, params)
+        yield from self._pieces(pieces, voice, params, "".join(pieces) if text is None else text)
 
-    def _pieces(self, pieces: list[str], voice: Voice, params: SamplingParams):
+    def _pieces(self, pieces: list[str], voice: Voice, params: SamplingParams, text: str, base: int = 0):
+        """`text`: what the pieces were cut from, which starts at character `base` of the request's text."""
+        shape, at = self.prompts.shape(voice), 0
         for piece in pieces:
             prompt = self.prompts.build(piece, voice)
             cap = self.planner.frame_cap(len(prompt.text_ids))
-            result = yield from self.loop.frames(prompt, replace(params, max_new_tokens=min(params.max_new_tokens, cap + 1)))
+            spans, start = [], text.find(piece, at)  # pieces are cut in order and stripped
+            if start >= 0:
+                ids, spans = text_spans(self.prompts.tok, piece)
+                if ids != prompt.text_ids:  # (cannot happen: the same tokenization) better nothing than wrong
+                    spans = []
+                spans, at = [(base + start + a, base + start + b) for a, b in spans], start + len(piece)
+            frames = self.loop.frames(prompt, replace(params, max_new_tokens=min(params.max_new_tokens, cap + 1)))
+            result = yield from _entering(frames, shape, spans.__getitem__, spans.__len__)
             reason = result.end_reason
             if reason == "max_new_tokens" and cap + 1 < params.max_new_tokens:
                 reason = "frame_cap"  # the EOS guard ended a runaway generation
@@ -94,13 +116,15 @@ class FrameSource:
         if feed.closed:
             pieces = self.planner.plan(seg.text, voice, params)
             yield SegmentsAdded(len(pieces) - 1)
-            yield from self._pieces(pieces, voice, params)
+            yield from self._pieces(pieces, voice, params, seg.text, seg.start)
             return None
         start = self.prompts.build_ids(seg.role_ids, list(feed.ids), voice)
         eos = self.embedder.text([self.prompts.cfg.ids.tts_eos])
         prompt = LivePrompt(start, feed, before, taken, self.embedder, eos)
-        reason = yield from _watch_live(self.loop.frames(prompt, params), live, feed,
-                                        lambda: self.planner.frame_cap(len(prompt.text_ids)))
+        frames = _watch_live(self.loop.frames(prompt, params), live, feed,
+                             lambda: self.planner.frame_cap(len(prompt.text_ids)))
+        reason = yield from _entering(frames, self.prompts.shape(voice), _LiveSpans(self.prompts.tok, seg),
+                                      lambda: len(feed.ids))
         yield SegmentEnd(reason)
         return reason
 
@@ -127,3 +151,50 @@ def _watch_live(frames: Frames, live: TextInput, feed: TextFeed, cap: Callable[[
                 return "cancelled"
     finally:
         frames.close()
+
+
+def _entering(frames: Frames, shape: PromptShape, span: Callable[[int], tuple[int, int] | None],
+              count: Callable[[], int]) -> Generator[Event, None, object]:
+    """Pass a segment's frames on, each preceded by `TextEntered` for the text ids that enter the
+    talker with it (`shape.text_frame`); `span(i)`: the characters id i covers (None: unknown),
+    `count()`: the ids known so far. Returns what `frames` returns."""
+    made, i = 0, 0
+    try:
+        while True:
+            try:
+                event = next(frames)
+            except StopIteration as done:
+                return done.value
+            if isinstance(event, torch.Tensor):
+                entered = []
+                while i < count() and shape.text_frame(i) <= made:
+                    if (s := span(i)) is not None:
+                        entered.append(s)
+                    i += 1
+                if entered:
+                    yield TextEntered(tuple(entered))
+                made += 1
+            yield event
+    finally:
+        frames.close()
+
+
+class _LiveSpans:
+    """The characters each released id of a live segment covers, in the whole text: tokenized
+    again from the segment's text when an id past the known ones is asked for (the released ids
+    are the first ids of their text's tokenization whatever follows them, text_stream.py)."""
+
+    def __init__(self, tok, seg: Segment):
+        self.tok, self.seg = tok, seg
+        self.spans: list[tuple[int, int]] = []
+
+    def __call__(self, i: int) -> tuple[int, int] | None:
+        if i >= len(self.spans):
+            released = list(self.seg.feed.ids)
+            ids, spans = text_spans(self.tok, self.seg.text)
+            n = 0
+            while n < min(len(ids), len(released)) and ids[n] == released[n]:
+                n += 1
+            base = self.seg.start
+            self.spans = [(base + a, base + b) for a, b in spans[:n]]
+        return self.spans[i] if i < len(self.spans) else None

@@ -57,6 +57,19 @@ class PromptShape:
     def text_positions(self, n: int) -> int:
         return self.before_text + sum(self._rows(n))
 
+    def text_frame(self, i: int) -> int:
+        """The frame (of this prompt's generation, from 0) with which text id `i` enters the talker:
+        the prefill makes frame 0, and decode step k, which makes frame k + 1, takes one more text
+        entry. Streaming text: id i enters with frame i (id 0 is in the prefill). An ICL clone's
+        reference transcript comes first and its codes take prefill rows, so ids enter later, or
+        all with frame 0 when the reference is long. Non-streaming text: the whole text is in the
+        prefill, so every id enters with frame 0."""
+        if self.non_streaming:
+            return 0
+        if self.icl_codec:  # entries: the reference transcript, the text; the first icl_codec in the prefill
+            return max(0, self.icl_text + i - self.icl_codec + 1)
+        return i
+
 
 @dataclass(frozen=True)
 class _CheckedVoice:

@@ -16,6 +16,10 @@ import torch
 
 from .config import SamplingDefaults, TokenIds
 
+# Temperatures and the repetition penalty divide the logits: finite, and within a range where
+# float32 scores neither overflow nor vanish (the official code takes any positive number).
+SCALE_RANGE = (1e-6, 1e6)
+
 
 @dataclass(frozen=True)
 class SamplingParams(SamplingDefaults):
@@ -47,18 +51,26 @@ class SamplingParams(SamplingDefaults):
         def integer(v) -> bool:
             return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
 
+        def scale(v) -> bool:
+            # A divisor of the logits: outside this range float32 scores overflow to inf / NaN.
+            return isinstance(v, (int, float, np.number)) and SCALE_RANGE[0] <= v <= SCALE_RANGE[1]
+
+        lo, hi = SCALE_RANGE
+
         need(integer(self.max_new_tokens) and self.max_new_tokens >= 2,
              f"max_new_tokens must be an integer >= 2 (one frame needs two samples), got {self.max_new_tokens!r}")
         need(integer(self.min_new_tokens) and self.min_new_tokens >= 0, f"min_new_tokens must be >= 0, got {self.min_new_tokens!r}")
         need(self.seed is None or (integer(self.seed) and 0 <= self.seed < 2 ** 63),
              f"seed must be None or an integer in 0..2**63-1, got {self.seed!r}")
-        need(self.repetition_penalty > 0, f"repetition_penalty must be > 0, got {self.repetition_penalty!r}")
+        need(scale(self.repetition_penalty), f"repetition_penalty must be in {lo:g}..{hi:g}, got {self.repetition_penalty!r}")
         if self.do_sample:
-            need(self.temperature > 0, f"temperature must be > 0 when sampling (use greedy for argmax), got {self.temperature!r}")
+            need(scale(self.temperature),
+                 f"temperature must be in {lo:g}..{hi:g} when sampling (use greedy for argmax), got {self.temperature!r}")
             need(integer(self.top_k) and self.top_k >= 0, f"top_k must be an integer >= 0 (0: off), got {self.top_k!r}")
             need(0 < self.top_p <= 1, f"top_p must be in (0, 1], got {self.top_p!r}")
         if self.subtalker_do_sample:
-            need(self.subtalker_temperature > 0, f"subtalker_temperature must be > 0, got {self.subtalker_temperature!r}")
+            need(scale(self.subtalker_temperature),
+                 f"subtalker_temperature must be in {lo:g}..{hi:g}, got {self.subtalker_temperature!r}")
             need(0 < self.subtalker_top_p <= 1, f"subtalker_top_p must be in (0, 1], got {self.subtalker_top_p!r}")
             if top_k_max is not None:
                 need(integer(self.subtalker_top_k) and 0 < self.subtalker_top_k <= top_k_max,

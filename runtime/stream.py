@@ -127,7 +127,7 @@ class Synthesizer:
         params = params or self.default_params()
         pieces = self.planner.plan(text, voice, params)
         ramp = self.planner.chunk_ramp(chunk_ramp)
-        events = self.frame_source.whole_text(pieces, voice, params)
+        events = self.frame_source.whole_text(pieces, voice, params, text)
         return self._start(self._run(events, voice, t_request, ramp))
 
     def text_input(self) -> TextInput:

@@ -6,12 +6,16 @@ that is still arriving (an async iterable), iterate its chunks, close it to canc
 A pool holds `capacity` synthesizers on one set of engines: one per stream slot, each with its
 own KV row, all on one step loop (runtime/scheduler.py), which runs the frames of every live
 stream in shared engine calls (continuous batching: a stream joins or leaves between frames).
-`capacity` is at most the build's `--max-batch`. The pool admits `capacity` streams, lets at
-most `max_waiting` more wait up to `wait_s` for a slot (the slot of a closed stream comes back
-within one frame, so back-to-back requests do not bounce), and refuses the rest with `PoolBusy`
-(the server answers HTTP 503 / WebSocket close 1013: a client or a load balancer can retry
-elsewhere, where an unbounded queue would only add latency). `wait_s=None` waits as long as it
-takes: for a front end that must never refuse (one Pipecat pipeline waiting for another).
+`capacity` is at most the build's `--max-batch`. The pool admits `capacity` streams and lets
+more wait for a slot, in order of arrival, while the wait they can expect stays within `wait_s`:
+the slot of a closed stream comes back within one frame, and streams have held their slots for
+`hold_s` on average, so a request that finds `w` others waiting expects
+`(w + 1) / capacity * hold_s`. A request whose expected wait passes `wait_s`, or that waited
+`wait_s` in vain, or that finds `max_waiting` others already waiting, is refused with `PoolBusy`
+at once, with the expected wait as its retry time (the server answers HTTP 503 + Retry-After /
+WebSocket close 1013: a client or a load balancer can retry elsewhere, where an unbounded queue
+would only add latency). `wait_s=None` waits as long as it takes: for a front end that must
+never refuse (one Pipecat pipeline waiting for another).
 """
 
 from __future__ import annotations
@@ -54,6 +58,7 @@ class PooledStream:
         self._queue: asyncio.Queue = asyncio.Queue()
         self._released = asyncio.Event()
         self._stopping = False
+        self.opened_at = time.monotonic()
         self._pump = asyncio.ensure_future(self._drive(chunks))
         # A callback, not a `finally`: it also runs for a task cancelled before it ever started.
         self._pump.add_done_callback(self._finish)
@@ -74,7 +79,7 @@ class PooledStream:
         # Synthesizer.astream's clean-up has stopped the frame loop and waited for the frame in
         # flight: the engine is idle, and its metrics are this stream's.
         self.metrics = self._synth.last_metrics
-        self._pool._release(self._synth)
+        self._pool._release(self._synth, held_s=time.monotonic() - self.opened_at)
         self._released.set()
         self._queue.put_nowait(self._END)
         for callback in self.on_release:  # here, not after aclose(): a caller cancelled twice never gets there
@@ -119,7 +124,9 @@ class StreamPool:
         self.capacity, self.max_waiting, self.wait_s = capacity, max_waiting, wait_s
         self.live = 0  # streams admitted and not yet closed
         self.waiting = 0
+        self.hold_s: float | None = None  # how long streams hold a slot: a moving average, the waits' estimate
         self._slots = asyncio.Semaphore(capacity)
+        self._open: set[PooledStream] = set()  # admitted and not yet released (for end_all)
 
     @classmethod
     def load(cls, checkpoint: str | Path, build_dir: str | Path | None = None, backend: str = "auto", *,
@@ -162,26 +169,48 @@ class StreamPool:
         except BaseException:
             self._release(synth)
             raise
-        return PooledStream(self, synth, chunks)
+        stream = PooledStream(self, synth, chunks)
+        self._open.add(stream)
+        stream.on_release.append(self._open.discard)
+        return stream
+
+    async def end_all(self) -> None:
+        """End every open stream at its next frame (the chunks made so far stay whole) and wait until
+        their slots are free: a server that must stop once its grace period is over."""
+        await asyncio.gather(*(stream.aclose() for stream in list(self._open)))
+
+    def expected_wait_s(self) -> float:
+        """How long a request arriving now can expect to wait for a slot (0 when one is free)."""
+        if not self._slots.locked():
+            return 0.0
+        return (self.waiting + 1) / self.capacity * (self.hold_s or 0.0)
 
     async def _admit(self) -> None:
         if self._slots.locked():
+            expected = self.expected_wait_s()
+            retry = max(1.0, expected)
             if self.waiting >= self.max_waiting:
                 raise PoolBusy(f"all {self.capacity} stream slot(s) of this pool are busy and "
-                               f"{self.waiting} request(s) already wait: retry, or add replicas")
+                               f"{self.waiting} request(s) already wait: retry, or add replicas", retry)
+            if self.wait_s is not None and expected > self.wait_s:
+                raise PoolBusy(f"all {self.capacity} stream slot(s) of this pool are busy and a slot is "
+                               f"expected in {expected:.0f} s, past the {self.wait_s:g} s this pool waits: retry "
+                               "later, or add replicas", retry)
             self.waiting += 1
             try:
                 await asyncio.wait_for(self._slots.acquire(), self.wait_s)
             except asyncio.TimeoutError:
                 raise PoolBusy(f"all {self.capacity} stream slot(s) of this pool stayed busy for "
-                               f"{self.wait_s:g} s: retry, or add replicas") from None
+                               f"{self.wait_s:g} s: retry, or add replicas", retry) from None
             finally:
                 self.waiting -= 1
         else:
             await self._slots.acquire()
         self.live += 1
 
-    def _release(self, synth: Synthesizer) -> None:
+    def _release(self, synth: Synthesizer, held_s: float | None = None) -> None:
+        if held_s is not None:
+            self.hold_s = held_s if self.hold_s is None else 0.8 * self.hold_s + 0.2 * held_s
         self._idle.append(synth)
         self.live -= 1
         self._slots.release()

@@ -36,6 +36,12 @@ class TextTokenizer:
     def encode(self, text: str) -> list[int]:
         return list(self._tok(text)["input_ids"])  # as the official processor calls it
 
+    def encode_with_offsets(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
+        """`encode(text)` and, for each id, the characters [start, end) of `text` it covers (the fast
+        tokenizer's offsets; ids that hold part of one character each cover that character)."""
+        enc = self._tok(text, return_offsets_mapping=True)
+        return list(enc["input_ids"]), [(int(a), int(b)) for a, b in enc["offset_mapping"]]
+
     @property
     def pre_tokenizer(self):
         """The fast tokenizer's pre-tokenizer: BPE merges never cross the pieces it cuts (text_stream.py)."""

@@ -8,12 +8,19 @@ Imports flow serve -> runtime (never export). Ray, FastAPI and the deployment li
 imported on first use, so that `serve.config` can be read without Ray.
 """
 
-from .config import ServeConfig
-
 __all__ = ["ServeConfig", "app_builder", "build_app", "run_local"]
 
 
-def build_app(config: ServeConfig):
+def __getattr__(name: str):
+    # ServeConfig on first use: `serve --help` reads serve.guard's limits without loading the runtime
+    if name == "ServeConfig":
+        from .config import ServeConfig
+
+        return ServeConfig
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def build_app(config):
     from .app import build_app as build
 
     return build(config)
@@ -22,10 +29,12 @@ def build_app(config: ServeConfig):
 def app_builder(args: dict):
     """Ray's application builder: `import_path: qwen3_tts_trt.serve:app_builder` with `args: {model: ..., ...}` in a
     Serve config file (KubeRay's serveConfigV2), or `serve run qwen3_tts_trt.serve:app_builder model=...`."""
+    from .config import ServeConfig
+
     return build_app(ServeConfig.from_args(args))
 
 
-def run_local(config: ServeConfig, host: str = "127.0.0.1", port: int = 8000, **kwargs):
+def run_local(config, host: str = "127.0.0.1", port: int = 8000, **kwargs):
     from .local import run_local as run
 
     return run(config, host, port, **kwargs)

@@ -9,6 +9,12 @@ from pathlib import Path
 
 from qwen3_tts_trt.runtime.stream import StreamOptions
 
+from .guard import MAX_BODY_BYTES
+
+# OpenAI's speech models: code written for OpenAI's API sends one of these as `model`; taking them
+# by default lets it run here after changing only its base_url.
+OPENAI_MODEL_NAMES = ("tts-1", "tts-1-hd", "gpt-4o-mini-tts")
+
 # Requests that take no stream slot (health, voices, refusals) still count towards Ray's
 # max_ongoing_requests; this much room keeps them answered while every slot is busy.
 CONTROL_HEADROOM = 4
@@ -21,18 +27,28 @@ class ServeConfig:
     backend: str = "auto"
     fallback: bool = False
     voice_dir: str | None = None  # NAME.voice files offered as `voice: "NAME"`
-    model_id: str | None = None  # the name clients pass as `model` (default: the checkpoint folder's name)
+    # The names clients may pass as `model` (vLLM's --served-model-name); the first is the one the
+    # server reports. Empty: the checkpoint folder's name and OpenAI's speech model names.
+    served_model_names: tuple[str, ...] = ()
     replicas: int = 1
     max_replicas_per_node: int = 0  # 0: no limit; 1 spreads replicas over the nodes (one engine per machine)
     num_cpus: float = 1.0  # per replica; fractional on a small machine
     num_gpus: float = 0.0  # 1 per replica in production: one engine per GPU
     threads: int = 1  # OMP_NUM_THREADS of each replica: replicas must not oversubscribe the cores
     capacity: int = 0  # streams one engine runs at once (its step loop); 0: the build's --max-batch
-    max_waiting: int = 1  # requests that may wait inside a replica for a slot ...
-    wait_s: float = 1.0  # ... this long, before HTTP 503 / WebSocket 1013
+    # A request finding every slot busy waits for one while the wait it can expect (StreamPool) and
+    # the wait itself stay within wait_s, with at most max_waiting others; then HTTP 503 + Retry-After
+    # / WebSocket 1013. A conversation turn is seconds long: 20 s of waiting beats a client's retry.
+    max_waiting: int = 64
+    wait_s: float = 20.0
     max_queued: int = 16  # requests Ray itself queues when every replica is at max_ongoing_requests (then 503)
     max_input_chars: int = StreamOptions.max_text_chars
     text_idle_s: float = 30.0  # a WebSocket that sends no text this long before input.done is closed
+    max_body_bytes: int = MAX_BODY_BYTES  # a request body or WebSocket message larger than this is refused
+    # Clients must send `Authorization: Bearer <api_key>` (the WebSocket: that header or `api_key` in
+    # session.config); None: no key. Kept out of repr, which Ray's logs print.
+    api_key: str | None = field(default=None, repr=False)
+    drain_signal: str | None = None  # the DrainSignal actor of the process that started the app (serve.drain)
     warmup: bool = True
     env: dict = field(default_factory=dict)  # more environment variables for the replicas
 
@@ -55,12 +71,19 @@ class ServeConfig:
                 value = value.lower() in ("true", "1", "yes")
             elif isinstance(value, str) and kind in (int, float):
                 value = kind(value)
+            elif kind is tuple:  # a list in a config file, or "a,b" on `serve run`'s command line
+                value = tuple(value.split(",")) if isinstance(value, str) else tuple(value)
             values[name] = value
         return cls(**values)
 
     @property
     def served_model(self) -> str:
-        return self.model_id or Path(self.model).name
+        return self.model_names[0]
+
+    @property
+    def model_names(self) -> tuple[str, ...]:
+        """Every name a request's `model` may be (the first is this model's own)."""
+        return tuple(self.served_model_names) or (Path(self.model).name, *OPENAI_MODEL_NAMES)
 
     @property
     def max_ongoing_requests(self) -> int:
@@ -94,7 +117,7 @@ class ServeConfig:
         build = str(Path(build).expanduser().resolve()) if build else None
         voices = str(Path(self.voice_dir).expanduser().resolve()) if self.voice_dir else None
         capacity = self.capacity or _build_rows(build)
-        return replace(self, model=model, build_dir=build, voice_dir=voices, model_id=self.served_model,
+        return replace(self, model=model, build_dir=build, voice_dir=voices, served_model_names=self.model_names,
                        capacity=capacity)
 
 

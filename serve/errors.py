@@ -11,9 +11,11 @@ from __future__ import annotations
 class RequestError(Exception):
     """A request the server refuses; `status` is the HTTP status (4xx, or 503 when busy)."""
 
-    def __init__(self, status: int, message: str, *, param: str | None = None, code: str | None = None):
+    def __init__(self, status: int, message: str, *, param: str | None = None, code: str | None = None,
+                 retry_after_s: float = 1.0):
         super().__init__(message)
         self.status, self.message, self.param, self.code = status, message, param, code
+        self.retry_after_s = retry_after_s  # a 503's Retry-After
 
     @property
     def kind(self) -> str:

@@ -8,8 +8,6 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 from qwen3_tts_trt.runtime.requests import SAMPLING_FIELDS
 
-FORMATS = ("pcm", "wav")  # what the body can be while it streams; mp3/opus/aac/flac would need an encoder
-
 
 class VoiceFields(BaseModel):
     """Who speaks, and the sampling settings: shared by both endpoints."""
@@ -54,3 +52,4 @@ class SessionConfig(VoiceFields):
 
     type: str = "session.config"
     response_format: str = "pcm"
+    api_key: str | None = Field(default=None, repr=False)  # for browsers, which cannot set Authorization

@@ -6,7 +6,10 @@ tests/ on the path), never from one another.
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Callable
 
@@ -15,6 +18,8 @@ import soundfile as sf
 import torch
 
 from qwen3_tts_trt.runtime.contract import EngineLimits
+
+ROOT = Path(__file__).resolve().parent.parent
 
 # -- the tiny builds (conftest's tiny_build / tiny_base_build) and the text most tests speak -------
 # max_batch 16: the tests' builds carry the step loop's batched graphs (tests/test_scheduler.py)
@@ -35,6 +40,24 @@ def edited_checkpoint(src: Path, dst: Path, edit: Callable[[dict], None]) -> Pat
     edit(state)
     save_file(state, str(dst / "model.safetensors"))
     return dst
+
+
+# -- the CLI in a subprocess --------------------------------------------------------------------------
+def cli(*args, cwd=None, stdin: bytes | None = None, timeout=300) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    return subprocess.run([sys.executable, "-m", "qwen3_tts_trt.commands", *map(str, args)], cwd=cwd or ROOT, env=env,
+                          input=stdin, capture_output=True, timeout=timeout)
+
+
+def one_error_line(proc, *fragments: str, status: int = 2) -> str:
+    """The run failed with `status` and exactly one stderr line (no traceback) holding `fragments`."""
+    err = proc.stderr.decode()
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert proc.returncode == status, (proc.returncode, err)
+    assert "Traceback" not in err and len(lines) == 1, err
+    for f in fragments:
+        assert f in lines[0], (f, lines[0])
+    return lines[0]
 
 
 # -- reference audio (synthesized, never downloaded) -----------------------------------------------

@@ -1,8 +1,9 @@
 """`.ci/run` fails on the first command that fails, in any step.
 
-The script runs for real, copied into a scratch repository, with `pip` and `python` replaced on
-PATH by stubs that log their arguments and fail when told to; nothing is installed or tested for
-real here. The README's test command must appear in it verbatim."""
+The script runs for real, copied into a scratch repository, with `pip`, `python` and `apt-get`
+replaced on PATH by stubs that log their arguments and fail when told to; nothing is installed or
+tested for real here. The README's test command must appear in it verbatim. The browser step is the
+exception to failing: it installs Chromium where it can, and CI goes on without it."""
 
 import os
 import re
@@ -27,7 +28,13 @@ fi
 """
 
 
-def _run_ci(tmp_path: Path, fail: str = "never-matches", with_shared: bool = True):
+# What .ci/run and the stubs run besides shell builtins: a PATH of these alone has no chromium.
+TOOLS = ("bash", "env", "dirname", "sed", "mkdir", "chmod")
+
+
+def _run_ci(tmp_path: Path, fail: str = "never-matches", with_shared: bool = True, chromium: bool | None = None):
+    """chromium None: the machine's PATH (where a real chromium may be); True / False: a PATH of
+    TOOLS and the stubs only, with or without a stub `chromium`."""
     repo = tmp_path / "repo"
     (repo / ".ci").mkdir(parents=True)
     shutil.copy(REPO / ".ci" / "run", repo / ".ci" / "run")
@@ -36,12 +43,19 @@ def _run_ci(tmp_path: Path, fail: str = "never-matches", with_shared: bool = Tru
         (tmp_path / "shared" / "tools" / "trt_api_check.py").write_text("")
     stubs = tmp_path / "stubs"
     stubs.mkdir()
-    for name in ("pip", "python"):
+    for name in ("pip", "python", "apt-get") + (("chromium",) if chromium else ()):
         (stubs / name).write_text(STUB.format(name=name))
         (stubs / name).chmod(0o755)
+    path = f"{stubs}:{os.environ['PATH']}"
+    if chromium is not None:
+        tools = tmp_path / "tools"
+        tools.mkdir()
+        for tool in TOOLS:
+            (tools / tool).symlink_to(shutil.which(tool))
+        path = f"{stubs}:{tools}"
     log = tmp_path / "calls.log"
     log.touch()
-    env = {**os.environ, "PATH": f"{stubs}:{os.environ['PATH']}", "STUB_LOG": str(log),
+    env = {**os.environ, "PATH": path, "STUB_LOG": str(log),
            "STUB_FAIL": fail, "TMPDIR": str(tmp_path)}
     done = subprocess.run(["bash", str(repo / ".ci" / "run")], env=env, capture_output=True,
                           text=True, timeout=60, stdin=subprocess.DEVNULL)
@@ -56,7 +70,9 @@ def test_every_step_runs_in_order_when_every_command_works(tmp_path):
     done, calls, output = _run_ci(tmp_path)
     assert done.returncode == 0, output
     assert [s.split(" (")[0] for s in _steps(output)] == [
-        "default tests", "slow tests", "transformers 5.x tests", "TensorRT API name check"]
+        "browser for the playground test", "default tests", "slow tests", "transformers 5.x tests",
+        "TensorRT API name check"]
+    calls = [c for c in calls if not c.startswith("apt-get ")]  # only where this machine has no chromium
     assert calls[:4] == ["pip install torch==2.13.0", "pip install -e .[test]",
                          "pip install --no-deps qwen-tts==0.1.1", "python -m pytest -q"]
     assert "python -m pytest -q -m slow" in calls
@@ -94,3 +110,21 @@ def test_ci_runs_exactly_the_readmes_test_command():
     blocks = re.findall(r"```bash\n(.*?)\n```", readme, flags=re.S)
     test_command = next(b for b in blocks if b.endswith("python -m pytest -q"))
     assert f"'{test_command}'" in (REPO / ".ci" / "run").read_text()
+
+
+@pytest.mark.parametrize("chromium, fail, apt_calls, says", [
+    (True, "never-matches", [], None),
+    (False, "never-matches", ["apt-get update -qq", "apt-get install -y -qq chromium"], None),
+    # no apt-get that works (not root, no network, not Debian): the browser test skips, CI goes on
+    (False, "apt-get update*", ["apt-get update -qq"], "no chromium: tests/test_playground.py will skip"),
+    (False, "apt-get install*", ["apt-get update -qq", "apt-get install -y -qq chromium"],
+     "no chromium: tests/test_playground.py will skip"),
+], ids=["present", "installed", "no-apt", "install-fails"])
+def test_the_browser_step_installs_chromium_where_missing_and_never_fails_the_run(tmp_path, chromium, fail,
+                                                                                  apt_calls, says):
+    done, calls, output = _run_ci(tmp_path, fail=fail, chromium=chromium)
+    assert done.returncode == 0, output
+    assert [c for c in calls if c.startswith("apt-get ")] == apt_calls
+    assert calls[len(apt_calls)] == "pip install torch==2.13.0"  # then the default tests, as always
+    assert (says in output) if says else "no chromium" not in output
+    assert "=== ci: every step passed" in output

@@ -27,30 +27,13 @@ from qwen3_tts_trt.runtime.reference import Reference
 from qwen3_tts_trt.runtime.sampling import SamplingParams
 from qwen3_tts_trt.runtime.stream import Synthesizer
 from qwen3_tts_trt.runtime.voice import Voice
-from support import LIMITS, TEXT, edited_checkpoint
+from support import LIMITS, TEXT, cli, edited_checkpoint, one_error_line
 
 ROOT = Path(__file__).resolve().parent.parent
 VOICE = Voice(speaker="ryan", language="english")
 
 
 # -- helpers ------------------------------------------------------------------------------------
-def cli(*args, cwd=None, stdin: bytes | None = None, timeout=300) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    return subprocess.run([sys.executable, "-m", "qwen3_tts_trt.commands", *map(str, args)], cwd=cwd or ROOT, env=env,
-                          input=stdin, capture_output=True, timeout=timeout)
-
-
-def one_error_line(proc, *fragments: str, status: int = 2) -> str:
-    """The run failed with `status` and exactly one stderr line (no traceback) holding `fragments`."""
-    err = proc.stderr.decode()
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert proc.returncode == status, (proc.returncode, err)
-    assert "Traceback" not in err and len(lines) == 1, err
-    for f in fragments:
-        assert f in lines[0], (f, lines[0])
-    return lines[0]
-
-
 def no_leftovers(folder: Path) -> None:
     assert not [p for p in folder.iterdir() if p.name.endswith(".part")], list(folder.iterdir())
 
@@ -203,7 +186,10 @@ def test_control_tokens_in_instruct_are_refused(tiny_voice_design):
     (SamplingParams.greedy(max_new_tokens=1), "max_new_tokens must be an integer >= 2"),
     (SamplingParams(subtalker_top_k=51), r"subtalker_top_k must be in 1..50"),
     (SamplingParams(seed=-1), "seed must be None or an integer"),
-    (SamplingParams(temperature=0.0), "temperature must be > 0"),
+    (SamplingParams(temperature=0.0), r"temperature must be in 1e-06..1e\+06 when sampling"),
+    (SamplingParams(temperature=float("inf")), "temperature must be in"),
+    (SamplingParams(repetition_penalty=1e300), "repetition_penalty must be in"),
+    (SamplingParams(subtalker_temperature=float("nan")), "subtalker_temperature must be in"),
     (SamplingParams(top_p=0.0), "top_p must be in"),
 ])
 def test_sampling_errors_surface_when_stream_is_called(synth, params, expected):

@@ -38,6 +38,7 @@ def test_the_wheel_installs_one_package_with_every_part(tmp_path):
     top = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
     assert top == {"qwen3_tts_trt"}, sorted(top)
     for path in ("qwen3_tts_trt/runtime/stream.py", "qwen3_tts_trt/commands/main.py",
-                 "qwen3_tts_trt/commands/__main__.py", "qwen3_tts_trt/export/data/trt_onnx_ops.json"):
+                 "qwen3_tts_trt/commands/__main__.py", "qwen3_tts_trt/export/data/trt_onnx_ops.json",
+                 "qwen3_tts_trt/serve/static/playground.html"):  # the page `serve` answers at `/`
         assert path in names, path
     assert "qwen3-tts-trt = qwen3_tts_trt.commands.main:main" in entry_points, entry_points

@@ -85,7 +85,9 @@ def _speak(url: str, **fields) -> httpx.Response:
 
 
 def test_voices_lists_the_voice_folder(base_server):
-    assert httpx.get(base_server["url"] + "/v1/voices").json() == {"voices": ["alice"]}
+    voices = httpx.get(base_server["url"] + "/v1/voices").json()
+    assert voices["voices"] == ["alice"]
+    assert voices["variant"] == "base" and voices["auth"] is False  # what the playground page reads too
 
 
 def test_clone_from_ref_audio_equals_the_synthesizer(base_server, synth):
