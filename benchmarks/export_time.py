@@ -18,7 +18,7 @@ from pathlib import Path
 import onnx
 
 from qwen3_tts_trt.export import onnx_graphs
-from qwen3_tts_trt.export.build import ort_parity
+from qwen3_tts_trt.export.parity import ort_parity
 from qwen3_tts_trt.export.op_support import check_model
 from qwen3_tts_trt.runtime.checkpoint import load_networks, resolve_checkpoint
 from qwen3_tts_trt.runtime.contract import EngineLimits, engine_specs

@@ -15,7 +15,7 @@ import sys
 
 from qwen3_tts_trt.runtime.errors import Qwen3TTSError
 
-from . import bench, say, serve, voice
+from . import bench, inspect, say, serve, voice
 
 
 class Interrupted(KeyboardInterrupt):
@@ -44,11 +44,12 @@ def build_parser() -> argparse.ArgumentParser:
     fmt = argparse.ArgumentDefaultsHelpFormatter
     ap = _Parser(prog="qwen3-tts-trt", description="Qwen3-TTS streaming runtime", formatter_class=fmt)
     ap.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
-    sub = ap.add_subparsers(dest="command", required=True, metavar="{say,bench,voice,serve}")
+    sub = ap.add_subparsers(dest="command", required=True, metavar="{say,bench,voice,serve,inspect}")
     say.add_parser(sub)
     bench.add_parser(sub)
     voice.add_parser(sub)
     serve.add_parser(sub)
+    inspect.add_parser(sub)
     return ap
 
 

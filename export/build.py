@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from qwen3_tts_trt.runtime.checkpoint import load_networks, resolve_checkpoint
 from qwen3_tts_trt.runtime.config import load_model_config
-from qwen3_tts_trt.runtime.contract import (CODEC, CODEC_ENCODER, CODEC_PRECISIONS, PRECISIONS, TALKER_DECODE, TALKER_PREFILL,
+from qwen3_tts_trt.runtime.contract import (CODEC, CODEC_PRECISIONS, PRECISIONS, TALKER_DECODE, TALKER_PREFILL,
                               PREDICTOR, WEIGHT_ONLY_BITS, EngineLimits, dim_ranges, engine_specs, onnx_runtime_only,
                               specs_to_json)
 from qwen3_tts_trt.runtime.device_info import detect_gpu, tensorrt_version
@@ -35,7 +35,10 @@ from qwen3_tts_trt.runtime.identity import weights_identity
 from qwen3_tts_trt.runtime.manifest import MANIFEST, SCHEMA, limits_of
 
 from . import onnx_graphs, quantize
+from .errors import BuildError
+from .parity import PARITY_LIMITS, VOICE_PARITY_LIMITS, ort_parity, parity_limit  # noqa: F401  (build_mod.X for callers)
 from .op_support import check_model
+from .parity import graph_parity
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCES = ["runtime/model", "runtime/contract.py", "runtime/sampling.py", "export/onnx_graphs.py"]
@@ -49,34 +52,6 @@ def _quantizes(graph: str, limits: EngineLimits) -> bool:
     if graph == CODEC:
         return limits.codec_precision == "int8"
     return graph in QUANTIZED_GRAPHS and limits.precision in WEIGHT_ONLY_BITS
-# Largest |ONNX Runtime - PyTorch| each graph may show before the build fails. fp32: about 5x the
-# worst seen (1.8e-4 for talker_prefill on an official-code 0.6B checkpoint: logits of magnitude
-# ~10 through 28 layers; 1.4e-5 at 0.6B random, 2e-6 tiny); the codec's PCM has seen 3e-7. A
-# predictor code that differs counts as a difference >= 1 and always fails. fp16: one fp16 ulp at
-# |x| ~ 16 is 1.6e-2, so 5e-2 (the graph is compared with the fp16 PyTorch module).
-PARITY_LIMITS = {
-    "fp32": {"talker_prefill": 1e-3, "talker_decode": 1e-3, "predictor": 1e-3, "codec": 1e-4},
-    "fp16": {"talker_prefill": 5e-2, "talker_decode": 5e-2, "predictor": 5e-2, "codec": 5e-2},
-}
-
-# The voice encoders: the x-vector to the issue's 1e-4 (seen: 1e-6). For the codec encoder the
-# figure is the share of frames whose codes differ: ONNX Runtime's embeddings sit as close to fp64
-# as PyTorch's (5e-7), but a residual within ~1e-6 of two codewords may go either way under another
-# kernel (seen: 1 frame of 154 on 12 s of test audio, 0 on shorter clips).
-VOICE_PARITY_LIMITS = {"speaker_encoder": 1e-4, "codec_encoder": 0.05}
-
-
-def parity_limit(graph: str, limits: EngineLimits) -> float | None:
-    if graph in VOICE_PARITY_LIMITS:  # always fp32
-        return VOICE_PARITY_LIMITS[graph]
-    precision = limits.codec_precision if graph == "codec" else limits.precision
-    return PARITY_LIMITS.get(precision, {}).get(graph)
-
-
-class BuildError(Qwen3TTSError):
-    """The build cannot go on; the message says why and what to do."""
-
-
 @dataclass
 class GraphResult:
     name: str
@@ -137,30 +112,8 @@ def _file_hashes(path: Path) -> dict[str, str]:
     return {p.name: _sha256(p) for p in _files(path)}
 
 
-def ort_parity(module: torch.nn.Module, spec, path: Path, max_batch: int = 1) -> float:
-    """Max |ONNX Runtime - PyTorch| over every output, at two shape settings inside the profile (the
-    second with several rows where the graph has a batch axis)."""
-    import numpy as np
-
-    from qwen3_tts_trt.runtime.backends.onnx_backend import ort_session
-
-    sess = ort_session(path)
-    worst = 0.0
-    for sizes in (dict(B=1, S=7, P=9, T=1, N=24000, frames=0), dict(B=min(3, max_batch), S=2, P=3, T=4, N=37123, frames=5)):
-        args = onnx_graphs.example_inputs(spec, sizes)
-        with torch.inference_mode():
-            expected = module(*args)
-        got = sess.run(None, {t.name: a.numpy() for t, a in zip(spec.inputs, args)})
-        for g, e in zip(got, expected):
-            if g.size and spec.name == CODEC_ENCODER:  # [B, 16, frames]: share of frames that differ
-                worst = max(worst, float((g != e.numpy()).any(axis=1).mean()))
-            elif g.size:
-                worst = max(worst, float(np.abs(g.astype(np.float64) - e.float().numpy()).max()))
-    return worst
-
-
 def build(source: str, out_root: Path, limits: EngineLimits, *, require_trt=False, force=False, parity=True,
-          opt_level=3, log=print) -> dict:
+          opt_level=3, log=print, debug_parity: str | None = None) -> dict:
     t_start = time.time()
     log(f"[1/6] checkpoint: {source}")
     model_dir = resolve_checkpoint(source)
@@ -232,8 +185,12 @@ def build(source: str, out_root: Path, limits: EngineLimits, *, require_trt=Fals
                 res.parity_note = _quantized_parity_note(graph, limits)
             elif parity and limits.precision != "bf16" and limits.codec_precision != "bf16":
                 progress.set_postfix_str(f"{graph}: comparing with PyTorch")
-                res.parity, res.parity_limit = ort_parity(modules[graph], specs[graph], path, dim_ranges(limits, graph)["B"][2]), parity_limit(graph, limits)
-                if res.parity_limit is not None and not res.parity <= res.parity_limit:
+                res.parity_limit = parity_limit(graph, limits)
+                res.parity, within = graph_parity(modules[graph], specs[graph], path, dim_ranges(limits, graph)["B"][2],
+                                                  res.parity_limit)  # Polygraphy's comparator (export/parity.py)
+                if not within:
+                    if debug_parity:  # where in the graph it goes wrong, before the build stops
+                        _debug_parity_logged(out_dir, graph, limits, path, model_dir, log)
                     raise BuildError(f"{graph}: ONNX Runtime differs from PyTorch by {res.parity:.1e}, more than the "
                                      f"{res.parity_limit:.0e} this graph is allowed: the exported graph is not "
                                      "faithful; report it with the build log (--skip-parity builds anyway, unchecked)")
@@ -293,7 +250,22 @@ def build(source: str, out_root: Path, limits: EngineLimits, *, require_trt=Fals
     (out_dir / MANIFEST).write_text(text)
     log("[6/6] summary")
     log(summary_table([r for r, _ in results]))
+    if debug_parity not in (None, "failing"):  # on demand: a graph's name, or "all"
+        for graph in (specs if debug_parity == "all" else [debug_parity]):
+            _debug_parity_logged(out_dir, graph, limits, out_dir / f"{graph}.onnx", model_dir, log)
     return json.loads(text)  # exactly what the file holds
+
+
+def _debug_parity_logged(out_dir: Path, graph: str, limits: EngineLimits, path: Path, model_dir: Path, log) -> None:
+    """--debug-parity: every layer of `graph` against its fp32 export (export/debug_parity.py)."""
+    from .debug_parity import debug_graph, print_report, write_report
+
+    log(f"      {graph}: --debug-parity: comparing every layer with the fp32 export")
+    engine = out_dir / f"{graph}.engine"  # TensorRT where it is here and built one (GPU only)
+    on_gpu = engine.exists() and detect_gpu() is not None and tensorrt_version()[0] is not None
+    report = debug_graph(model_dir, graph, limits, path, engine=engine if on_gpu else None)
+    write_report(out_dir, {graph: report})
+    print_report(report, log)
 
 
 def _graph_key(key_base: dict, graph: str, quantized: bool) -> str:
@@ -449,6 +421,11 @@ def parse_args(argv=None):
     ap.add_argument("--require-trt", action="store_true", help="fail unless TensorRT engines were built")
     ap.add_argument("--skip-parity", action="store_true", help="skip the ONNX Runtime vs PyTorch comparison")
     ap.add_argument("--force", action="store_true", help="rebuild everything; replace another model's build")
+    ap.add_argument("--debug-parity", nargs="?", const="failing", default=None, metavar="GRAPH",
+                    help="when a graph fails parity, mark every layer's output and name the first one (in "
+                         "topological order) where this build's graph leaves tolerance against the fp32 export "
+                         "of the same graph; with GRAPH (or 'all'), do it for that graph after the build even "
+                         "if it passes. Prints it and writes parity_debug.json beside manifest.json")
     return ap.parse_args(argv)
 
 
@@ -459,7 +436,7 @@ def main(argv=None) -> int:
                               max_batch=args.max_batch, precision=args.precision, codec_precision=args.codec_precision,
                               chunk_ramp=tuple(c for c in EngineLimits().chunk_ramp if c <= args.max_chunk))
         build(args.model, Path(args.out), limits, require_trt=args.require_trt, force=args.force,
-              parity=not args.skip_parity, opt_level=args.opt_level)
+              parity=not args.skip_parity, opt_level=args.opt_level, debug_parity=args.debug_parity)
     except (Qwen3TTSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

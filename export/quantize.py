@@ -207,7 +207,7 @@ def codec_calibration_feeds(session, codebook_size: int, chunk: int, seed: int =
     inputs = session.get_inputs()
     for _ in range(utterances):
         codes = rng.integers(0, codebook_size, (1, 16, frames)).astype(np.int64)
-        state = [np.zeros([1 if d == "B" else d for d in i.shape],
+        state = [np.zeros([d if isinstance(d, int) else 1 for d in i.shape],  # one stream: its batch axis is 1
                           np.int64 if i.type == "tensor(int64)" else np.float32) for i in inputs[1:]]
         for start in range(0, frames, chunk):
             feeds = dict(zip([i.name for i in inputs], [codes[:, :, start:start + chunk], *state]))

@@ -121,7 +121,7 @@ def stream_audio(events: Events, backend, control: StreamControl, recorder: Metr
                 chunk, codec = _decode(backend, codec, pending, recorder.chunks, sample_rate)
                 chunk.text_fed = tuple(fed)
                 pending, fed = [], []
-                recorder.chunk_out(len(chunk.samples))
+                recorder.chunk_out(len(chunk.samples), sample_rate)
                 yield chunk
                 recorder.chunk_taken()
     except GeneratorExit:
@@ -150,7 +150,7 @@ def stream_audio(events: Events, backend, control: StreamControl, recorder: Metr
             engine_seconds=backend.engine_seconds - engine_start, host_seconds=host, end_reason=r.end_reason,
             segments=r.segments, chunks=r.chunks, fallback=backend.fallback,
             frames_after_cancel=control.frames_after_cancel() if r.end_reason == "cancelled" else None,
-            text_stall_ms=None if live is None else 1000 * live.stall_seconds)
+            text_stall_ms=None if live is None else 1000 * live.stall_seconds, chunk_times=tuple(r.chunk_times))
 
 
 class _FrameWithText(NamedTuple):

@@ -4,8 +4,9 @@ Export writes graphs from it, every backend checks against it, and the build man
 it. Shapes use symbols for the dynamic axes; `EngineLimits` bounds them:
 
     B  batch: streams served by one call. Dynamic (1..max_batch) in the two per-frame graphs,
-       talker_decode and predictor (`BATCHED_ENGINES`); the prefill and the codec run one
-       stream per call (prompts differ in length, codec chunks in size), so their B is 1.
+       talker_decode and predictor, and in the codec (`BATCHED_ENGINES`): chunks of one length
+       from several streams go through it in one call; the prefill runs one stream per call
+       (prompts differ in length), so its B is 1.
                                                           S  prompt positions (prefill)
     P  past positions (decode)                           T  codec frames per chunk
     N  reference audio samples at 24 kHz (voice encoders, Base checkpoints only)
@@ -59,7 +60,7 @@ PREDICTOR = "predictor"
 CODEC = "codec"
 ENGINES = (TALKER_PREFILL, TALKER_DECODE, PREDICTOR, CODEC)
 # The graphs a step over several streams runs with B > 1 (runtime/scheduler.py).
-BATCHED_ENGINES = (TALKER_DECODE, PREDICTOR)
+BATCHED_ENGINES = (TALKER_DECODE, PREDICTOR, CODEC)
 # Run once per voice, not per frame (runtime/voice.py); Base checkpoints only; always fp32.
 SPEAKER_ENCODER = "speaker_encoder"
 CODEC_ENCODER = "codec_encoder"

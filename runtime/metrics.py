@@ -3,7 +3,36 @@
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+
+GAP_MS = 100.0  # a silence a listener hears as a break (vLLM-Omni's audio_underrun threshold)
+
+
+@dataclass(frozen=True)
+class Playback:
+    """What a listener hears of a stream: a player that starts `prebuffer_ms` after the first chunk
+    and then plays in real time, waiting whenever the next audio has not arrived yet."""
+
+    underrun_ms: float  # the total time it waited for audio once playing
+    worst_gap_ms: float  # its longest wait
+    gaps_over_100ms: int  # waits a listener hears as breaks
+    prebuffer_ms: float = 0.0
+
+
+def playback(chunks: tuple[tuple[float, float], ...], prebuffer_ms: float = 0.0) -> Playback:
+    """`chunks`: (arrival time s, audio s) of each chunk in order, on one clock."""
+    underrun = worst = 0.0
+    gaps = 0
+    plays_until = None  # when the audio that arrived so far ends playing
+    for arrival, seconds in chunks:
+        if plays_until is None:
+            plays_until = arrival + prebuffer_ms / 1000  # the player starts
+        gap = max(arrival - plays_until, 0.0)
+        underrun += gap
+        worst = max(worst, gap)
+        gaps += gap * 1000 > GAP_MS
+        plays_until = max(arrival, plays_until) + seconds
+    return Playback(1000 * underrun, 1000 * worst, gaps, prebuffer_ms)
 
 
 @dataclass
@@ -21,6 +50,13 @@ class UtteranceMetrics:
     text_stall_ms: float | None = None  # stream_text: time the frame loop waited for text to arrive
     frames_after_cancel: int | None = None  # frames made after cancel() was called (the one in progress)
     fallback: str | None = None  # why `auto` runs this backend instead of the build's (None: no fallback)
+    # (when each chunk was ready on the stream's own clock, its audio seconds): `playback()`'s input.
+    # The stream's clock leaves out the time its consumer held a chunk, so the figures say whether
+    # the engine kept ahead of real time, whatever the consumer did.
+    chunk_times: tuple[tuple[float, float], ...] = field(default=(), repr=False)
+
+    def playback(self, prebuffer_ms: float = 0.0) -> Playback:
+        return playback(self.chunk_times, prebuffer_ms)
 
     @property
     def ms_per_frame(self) -> float:
@@ -35,7 +71,12 @@ class UtteranceMetrics:
         return self.audio_seconds / max(self.wall_seconds, 1e-9)
 
     def to_dict(self) -> dict:
-        return dict(asdict(self), ms_per_frame=self.ms_per_frame, host_us_per_frame=self.host_us_per_frame, xrt=self.xrt)
+        out = asdict(self)
+        del out["chunk_times"]
+        heard = self.playback()
+        return dict(out, ms_per_frame=self.ms_per_frame, host_us_per_frame=self.host_us_per_frame, xrt=self.xrt,
+                    underrun_ms=heard.underrun_ms, worst_gap_ms=heard.worst_gap_ms,
+                    gaps_over_100ms=heard.gaps_over_100ms)
 
 
 class MetricsRecorder:
@@ -49,6 +90,7 @@ class MetricsRecorder:
         self.segments = 0
         self.end_reason = "eos"
         self.active = 0.0
+        self.chunk_times: list[tuple[float, float]] = []  # (ready on the stream's clock, audio seconds)
         self.metrics: UtteranceMetrics | None = None  # set once the stream has ended
         self._resumed: float | None = time.perf_counter()  # None while the consumer holds a chunk
 
@@ -59,7 +101,7 @@ class MetricsRecorder:
         if reason != "eos":  # the utterance ends as its last segment that did not end by EOS
             self.end_reason = reason
 
-    def chunk_out(self, samples: int) -> None:
+    def chunk_out(self, samples: int, sample_rate: int = 24000) -> None:
         """Before a chunk is handed over: the consumer's time from here on is not the stream's."""
         self.chunks += 1
         self.audio_samples += samples
@@ -68,6 +110,7 @@ class MetricsRecorder:
             self.ttfc = now - self.t_request
         self._count_until(now)
         self._resumed = None
+        self.chunk_times.append((self.active, samples / sample_rate))
 
     def chunk_taken(self) -> None:
         self._resumed = time.perf_counter()

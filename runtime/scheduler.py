@@ -6,7 +6,8 @@ in threads of their own (as they always have), and the loop merges what they ask
 time: the talker steps of every live stream in one `decode_rows` call, their predictor frames in
 one `predict_frame` call. Prefills run one stream per call (prompts differ in length). Codec
 chunks do not wait for steps: a stream's codec runs in its reader's thread while the talker and
-predictor make its next frames (runtime/read_ahead.py), one codec call at a time per engine.
+predictor make its next frames (runtime/read_ahead.py), one codec call at a time per engine, the
+chunks that queue behind a call batched into the next (runtime/codec_batch.py).
 
 The loop has no thread of its own. The stream whose request finds the engine idle leads the
 next step: it asks the step policy (runtime/step_policy.py) which requests run, waits as long as
@@ -31,6 +32,7 @@ from dataclasses import dataclass
 import torch
 
 from .backends.base import Backend, KVSlots
+from .codec_batch import CodecBatcher
 from .config import ModelConfig
 from .contract import EngineLimits
 from .errors import BackendUnavailableError
@@ -61,7 +63,8 @@ class StepLoop:
         self._previous: set[StepClient] = set()  # took part in the last batched step and still live
         self._clients: set[StepClient] = set()  # open clients (their rows are taken)
         self._idle_since = time.perf_counter()
-        self._codec_lock = threading.Lock()  # one codec call at a time (a TensorRT context is not reentrant)
+        # one codec call at a time (a TensorRT context is not reentrant), batched over the streams waiting
+        self.codecs = CodecBatcher(backend, self.rows)
 
     def client(self) -> "StepClient":
         """A stream's view of the backend: one KV row of its own, for as long as it is open."""
@@ -96,14 +99,11 @@ class StepLoop:
         return request.result
 
     def _codec(self, client: "StepClient", codes, state):
-        """A stream's codec chunk, run at once beside whatever step is running: the codec has its
-        own engine, and on a CPU each gains little from a second core, so the two overlap."""
-        with self._codec_lock:
-            before = self.backend.thread_engine_seconds()
-            try:
-                return self.backend.codec_run(codes, state)
-            finally:
-                client.add_engine_seconds(self.backend.thread_engine_seconds() - before)
+        """A stream's codec chunk, run beside whatever step is running: the codec has its own
+        engine, and on a CPU each gains little from a second core, so the two overlap."""
+        result, engine_s = self.codecs.run(codes, state)
+        client.add_engine_seconds(engine_s)
+        return result
 
     def _leave(self, client: "StepClient", release: bool) -> None:
         with self._cond:

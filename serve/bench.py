@@ -113,9 +113,15 @@ async def over_websocket(url: str, args) -> list[float]:
 SAMPLES_PER_FRAME = 1920  # 80 ms at 24 kHz
 
 
-def _concurrent_summary(ttfc_ms: list[float], frames: int, wall_s: float, streams: int) -> dict:
+def _concurrent_summary(ttfc_ms: list[float], frames: int, wall_s: float, streams: int, heard: list) -> dict:
+    """`heard`: each stream's `Playback` (runtime.metrics): what a listener of it heard."""
+    underrun = [h.underrun_ms for h in heard]
     return {"streams": streams, "ttfc": _summary(ttfc_ms), "frames": frames,
-            "aggregate_fps": round(frames / wall_s, 1), "aggregate_xrt": round(frames * 0.08 / wall_s, 2)}
+            "aggregate_fps": round(frames / wall_s, 1), "aggregate_xrt": round(frames * 0.08 / wall_s, 2),
+            "underrun": {**_summary(underrun), "max_ms": round(max(underrun), 1),
+                         "worst_gap_ms": round(max(h.worst_gap_ms for h in heard), 1),
+                         "streams_with_gaps_over_100ms": sum(h.gaps_over_100ms > 0 for h in heard),
+                         "prebuffer_ms": heard[0].prebuffer_ms}}
 
 
 def concurrent_direct(args, streams: int) -> dict:
@@ -126,10 +132,11 @@ def concurrent_direct(args, streams: int) -> dict:
     from qwen3_tts_trt.runtime.voice import Voice
 
     synths = _synths(args, streams)
-    ttfc, frames, wall = [], 0, 0.0
+    ttfc, frames, wall, heard = [], 0, 0.0, []
     for r in range(args.rounds):
         made = [0] * streams
         times = [0.0] * streams
+        played = [None] * streams
 
         def speak(i):
             synth = synths[i]
@@ -139,6 +146,7 @@ def concurrent_direct(args, streams: int) -> dict:
                 if n == 0:
                     times[i] = 1000 * (time.perf_counter() - t0)
                 made[i] += chunk.frames
+            played[i] = synth.last_metrics.playback(args.prebuffer_ms)
 
         threads = [threading.Thread(target=speak, args=(i,)) for i in range(streams)]
         t0 = time.perf_counter()
@@ -149,7 +157,8 @@ def concurrent_direct(args, streams: int) -> dict:
         wall += time.perf_counter() - t0
         ttfc += times
         frames += sum(made)
-    return _concurrent_summary(ttfc, frames, wall, streams)
+        heard += played
+    return _concurrent_summary(ttfc, frames, wall, streams, heard)
 
 
 _SYNTHS: list = []
@@ -172,17 +181,21 @@ async def concurrent_http(url: str, args, streams: int) -> dict:
     """The same load through the server: `streams` HTTP requests at once, `--rounds` times."""
     import httpx
 
-    ttfc, frames, wall = [], 0, 0.0
+    from qwen3_tts_trt.runtime.metrics import playback
+
+    ttfc, frames, wall, heard = [], 0, 0.0, []
     async with httpx.AsyncClient(base_url=url, timeout=300) as client:
         async def speak(i, r):
             body = {"input": TEXTS[i % len(TEXTS)], "voice": VOICE, "response_format": "pcm", "seed": r * 100 + i,
                     "max_new_tokens": args.max_new_tokens}
             t0 = time.perf_counter()
-            first, size = None, 0
+            first, size, arrivals = None, 0, []
             async with client.stream("POST", "/v1/audio/speech", json=body) as reply:
                 async for part in reply.aiter_raw():
                     first = first if first is not None else 1000 * (time.perf_counter() - t0)
                     size += len(part)
+                    arrivals.append((time.perf_counter(), len(part) / 2 / 24000))  # as the client receives it
+            heard.append(playback(tuple(arrivals), args.prebuffer_ms))
             return first, size // (2 * SAMPLES_PER_FRAME)
 
         for r in range(args.rounds):
@@ -191,7 +204,7 @@ async def concurrent_http(url: str, args, streams: int) -> dict:
             wall += time.perf_counter() - t0
             ttfc += [t for t, _ in results]
             frames += sum(f for _, f in results)
-    return _concurrent_summary(ttfc, frames, wall, streams)
+    return _concurrent_summary(ttfc, frames, wall, streams, heard)
 
 
 def main(argv=None) -> int:
@@ -206,6 +219,9 @@ def main(argv=None) -> int:
                                       "second and TTFC, direct (one step loop in this process) and through the server")
     ap.add_argument("--rounds", type=int, default=3, help="with --streams: batches of concurrent requests per level")
     ap.add_argument("--direct-only", action="store_true", help="with --streams: the in-process figures only, no server")
+    ap.add_argument("--prebuffer-ms", type=float, default=0.0,
+                    help="with --streams: the playback view's start-up buffer (a player starting this long after "
+                         "the first chunk)")
     ap.add_argument("--json", help="write the report here")
     args = ap.parse_args(argv)
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a throwaway cluster on this machine

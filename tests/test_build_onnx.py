@@ -171,8 +171,8 @@ def test_trt_profiles_cover_the_contract(tiny_custom_voice):
     assert prefill["inputs_embeds"][2][:2] == (1, LIMITS.max_prompt)  # one stream per prefill
     one = profile_shapes(specs["talker_decode"], dim_ranges(EngineLimits(max_context=256, max_prompt=128), "talker_decode"))
     assert one["past_key_0"][2][:2] == (1, 255) and "positions" not in one  # batch 1: static rows, the prefix only
-    codec = profile_shapes(specs["codec"], dim_ranges(LIMITS, "codec"))
-    assert codec["codes"] == ((1, 16, 1), (1, 16, 4), (1, 16, LIMITS.max_chunk))
+    codec = profile_shapes(specs["codec"], dim_ranges(LIMITS, "codec"))  # chunks of several streams in one call
+    assert codec["codes"] == ((1, 16, 1), (4, 16, 4), (16, 16, LIMITS.max_chunk))
     for shapes in (decode, prefill, codec):
         for lo, opt, hi in shapes.values():
             assert all(a <= b <= c for a, b, c in zip(lo, opt, hi))

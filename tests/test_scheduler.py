@@ -167,6 +167,56 @@ def test_the_torch_backend_batches_rows_the_same_way(tiny_build, tiny_custom_voi
     assert first.steps.stats.max_rows >= 2
 
 
+def _audio(synth: Synthesizer, i: int, stop_after: int | None = None) -> np.ndarray:
+    text, voice, params = _request(synth, i)
+    out = []
+    with closing(synth.stream(text, voice, params)) as chunks:
+        for chunk in chunks:
+            out.append(chunk.samples)
+            if stop_after is not None and len(out) == stop_after:
+                break
+    return np.concatenate(out)
+
+
+def _batched_codec_equals_solo(synths: list[Synthesizer], monkeypatch, atol: float = 0.0) -> None:
+    """Streams joining at different frames, greedy and sampled, one cancelled after two chunks:
+    each one's audio is its solo audio (to `atol`), while chunks shared codec calls."""
+    n = len(synths)
+    solo = [_audio(synths[0], i) for i in range(n)]
+    stats = synths[0].steps.codecs.stats
+    calls, rows = stats.calls, stats.rows
+    backend = synths[0].steps.backend
+    inner = backend.codec_run
+
+    def slow_codec(codes, state):  # a slow codec call (as at real shapes): the chunks behind it queue
+        time.sleep(0.02)
+        return inner(codes, state)
+
+    monkeypatch.setattr(backend, "codec_run", slow_codec)
+    together = _concurrently(synths, lambda synth, i: _audio(synth, i, stop_after=2 if i == 1 else None),
+                             late=set(range(n // 2, n)))
+    monkeypatch.undo()
+    for i, (alone, shared) in enumerate(zip(solo, together)):
+        expected = alone[:len(shared)] if i == 1 else alone
+        np.testing.assert_allclose(shared, expected, rtol=0, atol=atol,
+                                   err_msg=f"stream {i}'s audio differs from its solo audio")
+    assert len(together[1]) < len(solo[1])
+    assert stats.max_rows >= 2 and stats.rows - rows > stats.calls - calls, "no codec call was shared"
+
+
+def test_streams_share_codec_calls_and_each_gets_its_solo_audio(pool, monkeypatch):
+    synths, _ = pool
+    _batched_codec_equals_solo(synths[:8], monkeypatch)  # ONNX Runtime: sample for sample
+
+
+def test_the_torch_backend_batches_codec_chunks_the_same_way(tiny_build, tiny_custom_voice, monkeypatch):
+    out, _ = tiny_build
+    first = Synthesizer.open(tiny_custom_voice, out, "torch")
+    # PyTorch's CPU convolutions sum in another order for a batch of rows: float32 rounding (4e-7
+    # measured), a thousandth of one PCM16 step
+    _batched_codec_equals_solo([first] + [first.sibling() for _ in range(3)], monkeypatch, atol=2e-6)
+
+
 def test_streams_beyond_the_builds_rows_are_refused_clearly(pool, tiny_custom_voice):
     synths, _ = pool
     with pytest.raises(BackendUnavailableError, match="--max-batch"):

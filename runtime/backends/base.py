@@ -185,10 +185,31 @@ class Backend(ABC):
 
     @abstractmethod
     def codec_run(self, codes: torch.Tensor, state) -> tuple[torch.Tensor, object]:
-        """codes [1, 16, T] + a stream's codec state -> (PCM [1, T * samples_per_frame] float32, its next state)."""
+        """codes [B, 16, T] + codec states stacked by row -> (PCM [B, T * samples_per_frame] float32,
+        their next states)."""
+
+    def codec_run_rows(self, chunks: list[tuple[torch.Tensor, list]]) -> list[tuple[torch.Tensor, list]]:
+        """Chunks of one length from several streams in one call: [(codes [1, 16, T], state)] ->
+        [(PCM [1, N], next state)], each row what its stream alone gets (the codec computes rows
+        independently; tests/test_scheduler.py holds it)."""
+        if len(chunks) == 1:
+            return [self.codec_run(*chunks[0])]
+        codes = torch.cat([c for c, _ in chunks])
+        state = [_stack_rows([s[k] for _, s in chunks]) for k in range(len(chunks[0][1]))]
+        pcm, after = self.codec_run(codes, state)
+        return [(pcm[i:i + 1], [t[i:i + 1] for t in after]) for i in range(len(chunks))]
 
     def end_stream(self) -> None:  # noqa: B027  (a hook: the step loop's clients leave the loop here)
         """An utterance on this backend ended."""
 
     def close(self) -> None:  # noqa: B027  (optional hook: most backends free by refcount)
         """Release engines and buffers."""
+
+
+def _stack_rows(tensors: list):
+    """One state tensor of several streams, row after row (numpy for ONNX Runtime, torch otherwise)."""
+    if isinstance(tensors[0], torch.Tensor):
+        return torch.cat(tensors)
+    import numpy as np
+
+    return np.concatenate(tensors)

@@ -128,8 +128,8 @@ class TensorRTBackend(Backend):
         frames = codes.shape[-1]
         inputs = {"codes": codes.to(self.device, torch.long).contiguous()}
         inputs.update({t.name: s for t, s in zip(spec.inputs[1:], state)})
-        outputs = {"pcm": torch.empty((1, frames * self.config.codec.samples_per_frame), dtype=torch.float32,
-                                      device=self.device)}
+        outputs = {"pcm": torch.empty((codes.shape[0], frames * self.config.codec.samples_per_frame),
+                                      dtype=torch.float32, device=self.device)}
         new_state = [torch.empty_like(s) for s in state]
         outputs.update({t.name: s for t, s in zip(spec.outputs[1:], new_state)})
         with self.engine_time():
