@@ -112,3 +112,13 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.official)
         if module is not None and module.__name__.rsplit(".", 1)[-1].startswith("test_serve"):
             item.add_marker(pytest.mark.serve)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's Chromium, headless, under Playwright (support.chromium_browser); the module's tests
+    skip, with the reason, where none can be had. Asked for first, so no server starts for nothing."""
+    from support import chromium_browser
+
+    with chromium_browser() as b:
+        yield b

@@ -6,8 +6,10 @@ tests/ on the path), never from one another.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -136,3 +138,52 @@ class OfficialRun:
         wavs, sr = self.model.speech_tokenizer.decode([{"audio_codes": codes}])
         assert sr == 24000
         return torch.as_tensor(wavs[0])
+
+
+# -- servers and browsers on this machine (the serve and playground tests) --------------------------
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serving(config, *, app_name: str = "qwen3-tts", metrics_port: int | None = None):
+    """The application of `config` (a ServeConfig) on a Ray cluster of its own on 127.0.0.1, for a
+    test module: yields its base URL; Serve and Ray stop on the way out. Ray 2.60 turns token auth
+    on for a cluster ray.init() starts and writes ~/.ray/auth_token; a throwaway test cluster on
+    this machine needs neither (RAY_AUTH_MODE=disabled)."""
+    import pytest
+
+    from qwen3_tts_trt.serve.local import start, stop
+
+    port = free_port()
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("RAY_AUTH_MODE", "disabled")
+        try:
+            start(config, "127.0.0.1", port, app_name=app_name, metrics_port=metrics_port)
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            stop()
+
+
+@contextlib.contextmanager
+def chromium_browser():
+    """Debian's Chromium, headless, driven by Playwright (never `playwright install`, which
+    downloads browsers); the calling test skips, with the reason, where none can be had."""
+    import pytest
+
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("no chromium on PATH (Debian: apt-get install chromium)")
+    with sync_api.sync_playwright() as p:
+        try:
+            browser = p.chromium.launch(executable_path=chromium, headless=True,
+                                        args=["--no-sandbox", "--autoplay-policy=no-user-gesture-required"])
+        except sync_api.Error as exc:
+            pytest.skip(f"{chromium} does not start under Playwright: {str(exc).splitlines()[0]}")
+        try:
+            yield browser
+        finally:
+            browser.close()

@@ -7,8 +7,6 @@ answer for the same request. A screenshot goes to out/playground.png (a CI artif
 Skipped, with the reason, where Playwright or Chromium cannot be had (`pip install playwright`;
 Debian: `apt-get install chromium`; never `playwright install`, which downloads browsers)."""
 
-import shutil
-import socket
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +14,8 @@ import pytest
 
 pytest.importorskip("ray.serve")
 httpx = pytest.importorskip("httpx")
-sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
+
+from support import serving  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 VOICE = "ryan"
@@ -26,42 +25,13 @@ TYPED = "Typed as I go."
 pytestmark = [pytest.mark.serve, pytest.mark.timeout(180)]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def browser():
-    """Chromium first: without one the test skips before Ray starts."""
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if chromium is None:
-        pytest.skip("no chromium on PATH (Debian: apt-get install chromium)")
-    with sync_api.sync_playwright() as p:
-        try:
-            browser = p.chromium.launch(executable_path=chromium, headless=True,
-                                        args=["--no-sandbox", "--autoplay-policy=no-user-gesture-required"])
-        except sync_api.Error as exc:
-            pytest.skip(f"{chromium} does not start under Playwright: {str(exc).splitlines()[0]}")
-        yield browser
-        browser.close()
-
-
 @pytest.fixture(scope="module")
 def server(browser, tiny_custom_voice, tiny_build):
     from qwen3_tts_trt.serve import ServeConfig
-    from qwen3_tts_trt.serve.local import start, stop
 
-    port = _free_port()
     config = ServeConfig(model=str(tiny_custom_voice), build_dir=str(tiny_build[0]), backend="onnx", num_cpus=0.5)
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("RAY_AUTH_MODE", "disabled")  # as tests/test_serve.py: a throwaway loopback cluster
-        try:
-            start(config, "127.0.0.1", port, app_name="qwen3-tts-playground")
-            yield f"http://127.0.0.1:{port}"
-        finally:
-            stop()
+    with serving(config, app_name="qwen3-tts-playground") as url:
+        yield url
 
 
 def _finished(page, n: int) -> dict:

@@ -6,17 +6,14 @@ POST /v1/audio/speech's answer for the same clone request. Skipped, with the rea
 Playwright or Chromium cannot be had."""
 
 import base64
-import shutil
-import socket
 
 import numpy as np
 import pytest
 
 pytest.importorskip("ray.serve")
 httpx = pytest.importorskip("httpx")
-sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
 
-from support import REF_TEXT, write_wav  # noqa: E402
+from support import REF_TEXT, serving, write_wav  # noqa: E402
 
 KEY = "sk-playground-test"
 TEXT = "Hello in a voice cloned in the browser."
@@ -25,37 +22,13 @@ pytestmark = [pytest.mark.serve, pytest.mark.timeout(180)]
 
 
 @pytest.fixture(scope="module")
-def browser():
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if chromium is None:
-        pytest.skip("no chromium on PATH (Debian: apt-get install chromium)")
-    with sync_api.sync_playwright() as p:
-        try:
-            browser = p.chromium.launch(executable_path=chromium, headless=True,
-                                        args=["--no-sandbox", "--autoplay-policy=no-user-gesture-required"])
-        except sync_api.Error as exc:
-            pytest.skip(f"{chromium} does not start under Playwright: {str(exc).splitlines()[0]}")
-        yield browser
-        browser.close()
-
-
-@pytest.fixture(scope="module")
 def server(browser, tiny_base, tiny_base_build):
     from qwen3_tts_trt.serve import ServeConfig
-    from qwen3_tts_trt.serve.local import start, stop
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     config = ServeConfig(model=str(tiny_base), build_dir=str(tiny_base_build[0]), backend="onnx", num_cpus=0.5,
                          api_key=KEY, warmup=False)
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("RAY_AUTH_MODE", "disabled")
-        try:
-            start(config, "127.0.0.1", port, app_name="qwen3-tts-playground-key")
-            yield f"http://127.0.0.1:{port}"
-        finally:
-            stop()
+    with serving(config, app_name="qwen3-tts-playground-key") as url:
+        yield url
 
 
 def test_the_page_asks_for_the_key_and_speaks_in_a_voice_cloned_from_a_picked_file(browser, server, tmp_path):

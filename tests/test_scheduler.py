@@ -34,15 +34,24 @@ def _request(synth: Synthesizer, i: int):
     return TEXTS[i], voice, params
 
 
-def _codes(synth: Synthesizer, i: int, stop_after: int | None = None) -> torch.Tensor:
+def _chunks(synth: Synthesizer, i: int, stop_after: int | None = None) -> list:
+    """Request i's chunks; with `stop_after`, the stream is closed (cancelled) after that many."""
     text, voice, params = _request(synth, i)
     out = []
     with closing(synth.stream(text, voice, params)) as chunks:
         for chunk in chunks:
-            out.append(chunk.codes)
+            out.append(chunk)
             if stop_after is not None and len(out) == stop_after:
                 break  # closing the stream cancels it
-    return torch.cat(out)
+    return out
+
+
+def _codes(synth: Synthesizer, i: int, stop_after: int | None = None) -> torch.Tensor:
+    return torch.cat([c.codes for c in _chunks(synth, i, stop_after)])
+
+
+def _audio(synth: Synthesizer, i: int, stop_after: int | None = None) -> np.ndarray:
+    return np.concatenate([c.samples for c in _chunks(synth, i, stop_after)])
 
 
 def _concurrently(synths: list[Synthesizer], work, late: set[int] = frozenset()) -> list:
@@ -165,17 +174,6 @@ def test_the_torch_backend_batches_rows_the_same_way(tiny_build, tiny_custom_voi
     for alone, shared in zip(solo, together):
         assert torch.equal(alone, shared)
     assert first.steps.stats.max_rows >= 2
-
-
-def _audio(synth: Synthesizer, i: int, stop_after: int | None = None) -> np.ndarray:
-    text, voice, params = _request(synth, i)
-    out = []
-    with closing(synth.stream(text, voice, params)) as chunks:
-        for chunk in chunks:
-            out.append(chunk.samples)
-            if stop_after is not None and len(out) == stop_after:
-                break
-    return np.concatenate(out)
 
 
 def _batched_codec_equals_solo(synths: list[Synthesizer], monkeypatch, atol: float = 0.0) -> None:

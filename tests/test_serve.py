@@ -6,7 +6,6 @@ build, same seed), which is what the CLI's `say` runs."""
 import asyncio
 import contextlib
 import json
-import socket
 import time
 
 import numpy as np
@@ -21,7 +20,7 @@ sf = pytest.importorskip("soundfile")
 from qwen3_tts_trt.runtime.voice import Voice  # noqa: E402
 from qwen3_tts_trt.runtime.stream import StreamOptions, Synthesizer, to_pcm16  # noqa: E402
 from bad_requests import CASES, refusal  # noqa: E402
-from support import LIMITS  # noqa: E402
+from support import LIMITS, free_port, serving  # noqa: E402
 
 TEXT = "Hello there! The server streams this sentence."
 LONG = " ".join(["This sentence keeps the engine busy for a while, frame after frame."] * 6)
@@ -32,33 +31,19 @@ SLOTS = LIMITS.max_batch  # streams the replica runs at once: every KV row of th
 pytestmark = pytest.mark.timeout(300)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tiny_custom_voice, tiny_build):
     """One Ray cluster and one replica for the whole file (starting them takes most of its time)."""
     from qwen3_tts_trt.serve import ServeConfig
-    from qwen3_tts_trt.serve.local import start, stop
 
-    port, metrics_port = _free_port(), _free_port()
+    metrics_port = free_port()
     config = ServeConfig(model=str(tiny_custom_voice), build_dir=str(tiny_build[0]), backend="onnx",
                          num_cpus=0.5, max_input_chars=MAX_INPUT, wait_s=1.0, text_idle_s=TEXT_IDLE,
                          capacity=SLOTS)
-    with pytest.MonkeyPatch.context() as env:
-        # Ray 2.60 turns token auth on for a cluster ray.init() starts and writes ~/.ray/auth_token;
-        # a throwaway test cluster on this machine needs neither.
-        env.setenv("RAY_AUTH_MODE", "disabled")
-        try:
-            start(config, "127.0.0.1", port, metrics_port=metrics_port)
-            yield {"url": f"http://127.0.0.1:{port}", "ws": f"ws://127.0.0.1:{port}/v1/audio/speech/stream",
-                   "model": config.served_model, "metrics": f"http://127.0.0.1:{metrics_port}/metrics",
-                   "checkpoint": str(tiny_custom_voice), "build": str(tiny_build[0])}
-        finally:
-            stop()
+    with serving(config, metrics_port=metrics_port) as url:
+        yield {"url": url, "ws": url.replace("http", "ws") + "/v1/audio/speech/stream",
+               "model": config.served_model, "metrics": f"http://127.0.0.1:{metrics_port}/metrics",
+               "checkpoint": str(tiny_custom_voice), "build": str(tiny_build[0])}
 
 
 @pytest.fixture(scope="module")

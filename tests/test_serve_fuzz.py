@@ -15,7 +15,6 @@ remaining examples are not sent. Each request has a timeout, so a hang fails ins
 """
 
 import os
-import socket
 import time
 from collections import Counter
 
@@ -27,7 +26,7 @@ schemathesis = pytest.importorskip("schemathesis")
 from hypothesis import HealthCheck, settings  # noqa: E402  (schemathesis depends on hypothesis)
 
 from qwen3_tts_trt.serve.audio import MEDIA_TYPES  # noqa: E402
-from support import LIMITS  # noqa: E402
+from support import LIMITS, free_port, serving  # noqa: E402
 
 
 VOICE = "ryan"
@@ -42,28 +41,15 @@ SLOW_S = 2.0  # generated requests slower than this are listed in the summary
 pytestmark = [pytest.mark.serve, pytest.mark.timeout(240 + BUDGET_S)]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tiny_custom_voice, tiny_build):
     from qwen3_tts_trt.serve import ServeConfig
-    from qwen3_tts_trt.serve.local import start, stop
 
-    port = _free_port()
     config = ServeConfig(model=str(tiny_custom_voice), build_dir=str(tiny_build[0]), backend="onnx",
                          num_cpus=0.5, max_input_chars=MAX_INPUT, wait_s=1.0, capacity=LIMITS.max_batch)
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("RAY_AUTH_MODE", "disabled")  # as tests/test_serve.py: a throwaway loopback cluster
-        try:
-            start(config, "127.0.0.1", port, metrics_port=_free_port())
-            yield {"url": f"http://127.0.0.1:{port}", "model": config.served_model,
-                   "stats": {"sent": 0, "skipped": 0, "slow": [], "refused": Counter()}}
-        finally:
-            stop()
+    with serving(config, metrics_port=free_port()) as url:
+        yield {"url": url, "model": config.served_model,
+               "stats": {"sent": 0, "skipped": 0, "slow": [], "refused": Counter()}}
 
 
 @pytest.fixture(scope="module")

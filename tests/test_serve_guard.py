@@ -4,7 +4,6 @@ spoken to by the `openai` package, httpx and `websockets`."""
 
 import base64
 import json
-import socket
 
 import numpy as np
 import pytest
@@ -16,6 +15,7 @@ websockets = pytest.importorskip("websockets")
 
 from qwen3_tts_trt.serve.guard import MAX_BODY_BYTES, bearer_token, check_key  # noqa: E402
 from qwen3_tts_trt.serve.errors import RequestError  # noqa: E402
+from support import serving  # noqa: E402
 
 KEY = "sk-test-0123456789"
 LIMIT = 256 * 1024  # this server's body and message limit, small so an oversize request stays cheap
@@ -24,29 +24,15 @@ TEXT = "The key opens the door."
 pytestmark = [pytest.mark.serve, pytest.mark.timeout(300)]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tiny_custom_voice, tiny_build):
     from qwen3_tts_trt.serve import ServeConfig
-    from qwen3_tts_trt.serve.local import start, stop
 
-    port = _free_port()
     # one stream slot, as a default build (`build.sh` --max-batch 1) gives, and the default waiting room
     config = ServeConfig(model=str(tiny_custom_voice), build_dir=str(tiny_build[0]), backend="onnx", num_cpus=0.5,
                          api_key=KEY, max_body_bytes=LIMIT, warmup=False, capacity=1)
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("RAY_AUTH_MODE", "disabled")
-        try:
-            start(config, "127.0.0.1", port, app_name="qwen3-tts-guard")
-            yield {"url": f"http://127.0.0.1:{port}", "ws": f"ws://127.0.0.1:{port}/v1/audio/speech/stream",
-                   "model": config.served_model}
-        finally:
-            stop()
+    with serving(config, app_name="qwen3-tts-guard") as url:
+        yield {"url": url, "ws": url.replace("http", "ws") + "/v1/audio/speech/stream", "model": config.served_model}
 
 
 def _openai(server, key):

@@ -7,7 +7,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,18 +18,14 @@ pytest.importorskip("ray.serve")
 httpx = pytest.importorskip("httpx")
 websockets = pytest.importorskip("websockets")
 
+from support import free_port  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 FRAME_BYTES = 1920 * 2  # one 80 ms frame of 24 kHz PCM16
 LONG = "This is a long sentence that keeps the model busy for a while. " * 30
 SHORT = "This sentence ends well within the grace period."
 # `slow`: each case starts Ray in a process of its own (~40 s on 2 cores).
 pytestmark = [pytest.mark.slow, pytest.mark.serve, pytest.mark.timeout(400)]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _session_processes(sid: int) -> list[str]:
@@ -94,7 +89,7 @@ async def _waiting_websocket(ws_url: str, opened: asyncio.Event):
                          ids=["sigterm", "sigint"])
 async def test_stop_drains_the_streams_in_flight_and_leaves_nothing_behind(tiny_custom_voice, tiny_build, tmp_path,
                                                                           sig, drain_s, text):
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     with open(tmp_path / "serve.log", "w+") as log:
         proc = _start(tiny_custom_voice, tiny_build[0], port, drain_s, log)
