@@ -193,12 +193,16 @@ class SpeechServer:
                 config.drain_signal, DRAIN_NAMESPACE, ray.get_runtime_context().get_actor_id(),
                 live=lambda: self.pool.live, end_all=self.pool.end_all))
 
-    def _admit(self, headers) -> None:
-        """What every route but /health checks first: the server still takes requests, and the
-        caller has the key."""
+    def _check_open(self) -> None:
+        """A server that is draining takes no new request (serve/drain.py)."""
         if self.drain.draining:
             raise RequestError(503, "this server is shutting down: retry (another replica, or this one once it is "
                                     "back)", code="shutting_down")
+
+    def _admit(self, headers) -> None:
+        """What every HTTP route but /health checks first: the server still takes requests, and the
+        caller has the key."""
+        self._check_open()
         check_key(bearer_token(headers.get("authorization")), self.config.api_key)
 
     def check_health(self):
@@ -358,8 +362,7 @@ class SpeechServer:
         endpoint = "websocket"
         await ws.accept()
         try:
-            if self.drain.draining:
-                self._admit(ws.headers)
+            self._check_open()  # the key may come in session.config: checked once that is read
             session = await self._session(ws)
             check_key(bearer_token(ws.headers.get("authorization")) or session.api_key, self.config.api_key)
             voice, params = await self._voice_and_params(session)
