@@ -19,11 +19,10 @@ import torch
 from .decode_loop import TEXT_STALL, FrameLoop, Frames, TextStall
 from .embed import Embedder
 from .errors import PromptError
-from .prompt import PromptBuilder, PromptShape
+from .prompt import PromptBuilder, PromptShape, text_spans
 from .request_plan import RequestPlanner
 from .sampling import SamplingParams
 from .text_stream import LivePrompt, Segment, TextFeed, TextInput
-from .text_timing import text_spans
 from .voice import Voice
 
 
@@ -68,10 +67,8 @@ class FrameSource:
             cap = self.planner.frame_cap(len(prompt.text_ids))
             spans, start = [], text.find(piece, at)  # pieces are cut in order and stripped
             if start >= 0:
-                ids, spans = text_spans(self.prompts.tok, piece)
-                if ids != prompt.text_ids:  # (cannot happen: the same tokenization) better nothing than wrong
-                    spans = []
-                spans, at = [(base + start + a, base + start + b) for a, b in spans], start + len(piece)
+                spans = [(base + start + a, base + start + b) for a, b in prompt.text_spans]
+                at = start + len(piece)
             frames = self.loop.frames(prompt, replace(params, max_new_tokens=min(params.max_new_tokens, cap + 1)))
             result = yield from _entering(frames, shape, spans.__getitem__, spans.__len__)
             reason = result.end_reason

@@ -27,6 +27,20 @@ from .voice import Voice, check_voice_fits
 
 ROLE_LEN = 3  # <|im_start|> assistant \n
 ASSISTANT_SUFFIX_LEN = 5  # <|im_end|> \n <|im_start|> assistant \n
+_TEXT_START = len(ASSISTANT_TEMPLATE.split("{text}")[0])  # characters of the template before the text
+
+
+def text_spans(tok: TextTokenizer, text: str) -> tuple[list[int], list[tuple[int, int]]]:
+    """The text ids of `text`'s prompt (the template's slice, as `PromptBuilder.build` takes them)
+    and, for each, the characters of `text` it covers. Text still being written tokenizes to the
+    ids released so far followed by ids that may still change: the caller keeps the released ones."""
+    ids, offsets = tok.encode_with_offsets(ASSISTANT_TEMPLATE.format(text=text))
+    return ids[ROLE_LEN:-ASSISTANT_SUFFIX_LEN], _text_offsets(offsets)
+
+
+def _text_offsets(offsets: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The template's offsets of the text ids, as characters of the text itself."""
+    return [(max(a - _TEXT_START, 0), max(b - _TEXT_START, 0)) for a, b in offsets[ROLE_LEN:-ASSISTANT_SUFFIX_LEN]]
 REF_SUFFIX_LEN = 2  # <|im_end|> \n
 
 
@@ -86,6 +100,9 @@ class Prompt:
     trailing: torch.Tensor  # [1, N, H] text-track inputs for decode steps 0..N-1
     pad: torch.Tensor  # [1, 1, H] tts_pad, added at every step after the queue
     text_ids: list[int]
+    # for each text id, the characters [start, end) of the text it covers (set by `build`; None for
+    # a prompt built from ids)
+    text_spans: list[tuple[int, int]] | None = None
 
     @property
     def length(self) -> int:
@@ -179,22 +196,25 @@ class PromptBuilder:
             raise PromptError(f"unknown speaker {voice.speaker!r}; supported: {known}", field="voice", code="unknown_voice")
         return self.emb.codec([self.cfg.speakers[name]])
 
-    def _tokenize_text(self, text: str) -> list[int]:
+    def _tokenize_text(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
+        """The prompt's ids for `text` (the whole template) and the characters each text id covers."""
         if not isinstance(text, str):
             raise PromptError(f"text must be a str, not {type(text).__name__}", field="text", code="invalid_text")
         if not text.strip():
             raise PromptError("text is empty: nothing to say", field="text", code="empty_input")
         self.tok.check_text(text, ids=[])  # valid Unicode first: the tokenizer cannot take a lone surrogate
-        ids = self.tok.encode(ASSISTANT_TEMPLATE.format(text=text))
+        ids, offsets = self.tok.encode_with_offsets(ASSISTANT_TEMPLATE.format(text=text))
         if len(ids) <= ROLE_LEN + ASSISTANT_SUFFIX_LEN:
             raise PromptError("text is empty after tokenization: nothing to say", field="text", code="empty_input")
         self.tok.check_text(text, ids=ids[ROLE_LEN:-ASSISTANT_SUFFIX_LEN])
-        return ids
+        return ids, _text_offsets(offsets)
 
     # -- layout -------------------------------------------------------------------------------
     def build(self, text: str, voice: Voice = Voice()) -> Prompt:
-        input_ids = self._tokenize_text(text)
-        return self.build_ids(input_ids[:ROLE_LEN], input_ids[ROLE_LEN:-ASSISTANT_SUFFIX_LEN], voice)
+        input_ids, spans = self._tokenize_text(text)
+        prompt = self.build_ids(input_ids[:ROLE_LEN], input_ids[ROLE_LEN:-ASSISTANT_SUFFIX_LEN], voice)
+        prompt.text_spans = spans
+        return prompt
 
     def streaming_layout(self, voice: Voice) -> tuple[list[int], int]:
         """For text that arrives while speech is made: (text ids that come before the text, such as an

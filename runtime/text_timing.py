@@ -23,11 +23,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Iterable
 
-from .config import ASSISTANT_TEMPLATE
-from .prompt import ASSISTANT_SUFFIX_LEN, ROLE_LEN
-from .text import TextTokenizer
 
-_ROLE_PREFIX = ASSISTANT_TEMPLATE.split("{text}")[0]
 _WORD = re.compile(r"\S+")
 
 
@@ -40,16 +36,6 @@ class TextFed:
     frame: int
     start: int
     end: int
-
-
-def text_spans(tok: TextTokenizer, text: str) -> tuple[list[int], list[tuple[int, int]]]:
-    """The text ids of `text`'s prompt (the template's slice, as `PromptBuilder.build` takes them)
-    and, for each, the characters of `text` it covers. Text still being written tokenizes to the
-    ids released so far followed by ids that may still change: the caller keeps the released ones."""
-    ids, offsets = tok.encode_with_offsets(ASSISTANT_TEMPLATE.format(text=text))
-    body = slice(ROLE_LEN, -ASSISTANT_SUFFIX_LEN)
-    shift = len(_ROLE_PREFIX)
-    return ids[body], [(max(a - shift, 0), max(b - shift, 0)) for a, b in offsets[body]]
 
 
 class WordTimeline:

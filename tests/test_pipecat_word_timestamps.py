@@ -43,7 +43,8 @@ from qwen3_tts_trt.runtime.embed import Embedder  # noqa: E402
 from qwen3_tts_trt.runtime.prompt import PromptBuilder  # noqa: E402
 from qwen3_tts_trt.runtime.stream import StreamOptions, Synthesizer  # noqa: E402
 from qwen3_tts_trt.runtime.text import TextTokenizer  # noqa: E402
-from qwen3_tts_trt.runtime.text_timing import TextFed, WordTimeline, text_spans  # noqa: E402
+from qwen3_tts_trt.runtime.prompt import text_spans  # noqa: E402
+from qwen3_tts_trt.runtime.text_timing import TextFed, WordTimeline  # noqa: E402
 from qwen3_tts_trt.runtime.voice import Voice  # noqa: E402
 
 FRAMES = 40  # frames per piece of text: random weights rarely say EOS, so bound every utterance
