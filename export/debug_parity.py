@@ -3,9 +3,12 @@
 Every layer output of the build's graph and of the reference (the fp32 export of the same graph)
 is marked as an output (Polygraphy's ModifyOutputs with MARK_ALL); both run on the same feeds
 (the first shape setting of build.sh's parity check; an fp16 graph gets its float inputs cast);
-the outputs are matched by tensor name (an fp16 graph has Casts the fp32 one lacks: only the names
-both graphs have are compared, floating-point tensors only) and compared with Polygraphy's
-comparator, element by element (a tensor leaves tolerance where some element differs by more than
+the outputs are paired by where they stand, not by name: the k-th node of an op type inside one
+PyTorch module (the exporter's name scopes) in one graph pairs with the k-th in the other. Names
+cannot pair them: the exporter numbers tensors per op type across the whole graph, so the Casts an
+fp16 export adds shift the numbers, and `mul_3683` is `q * cos` in one graph and `rotate_half(q) *
+sin` in the other. Casts themselves are not paired (the fp16 graph has its own); floating-point
+tensors of equal shape are compared, with Polygraphy's comparator, element by element (a tensor leaves tolerance where some element differs by more than
 `atol` and by more than `rtol` relative to the reference). The report names the first such tensor
 in topological order (ONNX node order) with the node that makes it, its op type and the error,
 and is written as parity_debug.json beside manifest.json.
@@ -40,21 +43,30 @@ def _marked(path: Path, tmp: Path, name: str) -> Path:
     return out
 
 
-def _graph_info(path: Path) -> tuple[dict, list[tuple[str, str, str]]]:
-    """The graph's input dtypes (numpy) and, in topological order, (tensor, node name, op type)."""
+def _graph_info(path: Path) -> tuple[dict, list[tuple[str, str, str, tuple]]]:
+    """The graph's input dtypes (numpy) and, in topological order, (tensor, node name, op type,
+    position): the position pairs a tensor with the same computation in another export of the
+    same module (None for Casts, which precision changes add)."""
     import onnx
     from onnx.helper import tensor_dtype_to_np_dtype
 
     model = onnx.load(str(path), load_external_data=False)
     dtypes = {i.name: tensor_dtype_to_np_dtype(i.type.tensor_type.elem_type) for i in model.graph.input}
-    order = [(t, n.name, n.op_type, _scope(n)) for n in model.graph.node for t in n.output if t]
+    seen: dict[tuple[str, str], int] = {}
+    order = []
+    for node in model.graph.node:
+        position = None
+        if node.op_type != "Cast":
+            scope_op = (_scope(node), node.op_type)
+            position = (*scope_op, seen.get(scope_op, 0))
+            seen[scope_op] = position[2] + 1
+        order += [(t, node.name, node.op_type, position and (*position, k)) for k, t in enumerate(node.output) if t]
     return dtypes, order
 
 
 def _scope(node) -> str:
     """The PyTorch module a node came from (the exporter's name scopes, without the node's own
-    name): the exporter numbers tensors per op type, so the same name in an fp16 and an fp32
-    export can be two different ops; a pair counts only with the same op type and module."""
+    name); '' where the graph has none (positions then count over the whole graph)."""
     for prop in node.metadata_props:
         if prop.key == "pkg.torch.onnx.name_scopes":
             return prop.value.rsplit(",", 1)[0]
@@ -91,7 +103,7 @@ def first_divergence(reference: Path, test: Path, spec, atol: float, rtol: float
     sizes = [dict(sizes or SIZES[0])]
     ref_dtypes, ref_order = _graph_info(reference)
     test_dtypes, order = _graph_info(test)
-    ref_nodes = {t: (op, scope) for t, _, op, scope in ref_order}
+    ref_at = {position: t for t, _, _, position in ref_order if position is not None}
     with tempfile.TemporaryDirectory(prefix="parity-debug-") as tmp, G_LOGGER.verbosity(G_LOGGER.CRITICAL):
         tmp = Path(tmp)
         ref_runner = onnxrt_runner(_marked(reference, tmp, "reference"), name="reference")
@@ -102,34 +114,73 @@ def first_divergence(reference: Path, test: Path, spec, atol: float, rtol: float
         ref_run = Comparator.run([ref_runner], data_loader=ReferenceData(spec, cast=ref_dtypes, sizes=sizes))
         test_run = Comparator.run([test_runner], data_loader=ReferenceData(spec, cast=test_dtypes, sizes=sizes))
         ref_out, test_out = dict(ref_run[0][1][0]), dict(test_run[0][1][0])
-        common = [t for t, _, op, scope in order if t in ref_out and t in test_out and ref_nodes.get(t) == (op, scope)
-                  and np.issubdtype(np.asarray(ref_out[t]).dtype, np.floating)
+        pair = {t: ref_at[position] for t, _, _, position in order if position in ref_at}
+        common = [t for t, *_ in order if t in pair and pair[t] in ref_out and t in test_out
+                  and np.issubdtype(np.asarray(ref_out[pair[t]]).dtype, np.floating)
                   and np.issubdtype(np.asarray(test_out[t]).dtype, np.floating)
-                  and np.asarray(ref_out[t]).shape == np.asarray(test_out[t]).shape and np.asarray(ref_out[t]).size]
+                  and np.asarray(ref_out[pair[t]]).shape == np.asarray(test_out[t]).shape and np.asarray(test_out[t]).size]
         results = RunResults()
+        # Each reference tensor under the name of its pair in the build, so the comparator pairs by name.
         # Beyond the build dtype's range (a mask's fp32 minimum against fp16's -65504) both mean the same
-        results.add([{t: _clip(ref_out[t], test_out[t]) for t in common}], runner_name="reference")
+        results.add([{t: _clip(ref_out[pair[t]], test_out[t]) for t in common}], runner_name="reference")
         results.add([{t: _clip(test_out[t], test_out[t]) for t in common}], runner_name="build")
         compare = CompareFunc.simple(atol=atol, rtol=rtol, check_error_stat="elemwise", infinities_compare_equal=True,
                                      find_output_func=exact_name)
-        accuracy = Comparator.compare_accuracy(results, compare_func=compare)
+        with np.errstate(over="ignore", invalid="ignore"):  # Polygraphy's summary statistics of fp16 tensors
+            accuracy = Comparator.compare_accuracy(results, compare_func=compare)
     verdicts = {}
     for result in accuracy:
         for iterations in result.values():
             for outputs in iterations:
                 verdicts.update(outputs)
     node_of = {t: (node, op) for t, node, op, _ in order}
-    diverging = []
+    choices = _differing_choices(order, pair, ref_out, test_out, node_of)
+    follows = _downstream(test, [c["tensor"] for c in choices])
+    diverging, after_choice = [], 0
     for t in common:
         r = verdicts.get(t)
         if r is not None and not bool(r):
+            if t in follows:
+                after_choice += 1
+                continue
             node, op = node_of[t]
-            diverging.append(dict(tensor=t, node=node, op_type=op, max_abs=_num(getattr(r, "max_absdiff", None)),
-                                  max_rel=_num(getattr(r, "max_reldiff", None))))
+            diverging.append(dict(tensor=t, reference_tensor=pair[t], node=node, op_type=op,
+                                  max_abs=_num(getattr(r, "max_absdiff", None)), max_rel=_num(getattr(r, "max_reldiff", None))))
     return dict(graph=spec.name, reference=str(reference), build=str(test), build_runs_on=test_kind, atol=atol,
                 rtol=rtol, sizes=sizes[0], tensors_compared=len(common), layers_in_build=len(order),
                 first=diverging[0] if diverging else None, diverging=diverging[:DIVERGING_LISTED + 1],
-                diverging_count=len(diverging))
+                diverging_count=len(diverging), first_choice=choices[0] if choices else None,
+                diverging_after_choice=after_choice)
+
+
+def _differing_choices(order, pair, ref_out, test_out, node_of) -> list[dict]:
+    """Integer tensors (codes picked by ArgMax or TopK in a graph that samples inside) that differ
+    between the two runs, in topological order. Where one differs, the floats after it differ
+    because a different code was picked (a near tie of two logits), not because a layer lost
+    precision, so they are reported apart."""
+    import numpy as np
+
+    out = []
+    for t, *_ in order:
+        if t not in pair or pair[t] not in ref_out or t not in test_out:
+            continue
+        a, b = np.asarray(ref_out[pair[t]]), np.asarray(test_out[t])
+        if np.issubdtype(b.dtype, np.integer) and np.issubdtype(a.dtype, np.integer) and a.shape == b.shape \
+                and not np.array_equal(a, b):
+            node, op = node_of[t]
+            out.append(dict(tensor=t, node=node, op_type=op, differing=int((a != b).sum()), of=int(b.size)))
+    return out
+
+
+def _downstream(path: Path, tensors: list[str]) -> set[str]:
+    """Every tensor computed (directly or not) from any of `tensors` in the graph at `path`."""
+    import onnx
+
+    reached = set(tensors)
+    for node in onnx.load(str(path), load_external_data=False).graph.node:  # topological order
+        if reached.intersection(node.input):
+            reached.update(t for t in node.output if t)
+    return reached - set(tensors)
 
 
 def _clip(reference, build):
@@ -221,6 +272,7 @@ def write_report(out_dir: Path, reports: dict) -> Path:
 def print_report(report: dict, log=print) -> None:
     first = report["first"]
     where = f"{report['graph']} ({report['precision']}, {report['build_runs_on']}) vs {report['reference']}"
+    choice = report.get("first_choice")
     if first is None:
         log(f"      {where}: no layer leaves tolerance (atol {report['atol']:.0e}, rtol {report['rtol']:.0e}; "
             f"{report['tensors_compared']} tensors compared)")
@@ -229,3 +281,7 @@ def print_report(report: dict, log=print) -> None:
             f"(output {first['tensor']!r}): max |diff| {first['max_abs']:.2e}, max rel {first['max_rel']:.2e} "
             f"(atol {report['atol']:.0e}, rtol {report['rtol']:.0e}; {report['diverging_count']} of "
             f"{report['tensors_compared']} tensors out)")
+    if choice is not None:
+        log(f"      {report['graph']}: {choice['op_type']} node {choice['node']!r} picked other codes "
+            f"({choice['differing']} of {choice['of']}; a near tie of two logits), so "
+            f"{report['diverging_after_choice']} tensors after it differ for that reason, not a layer's precision")

@@ -89,20 +89,58 @@ def test_debug_parity_on_a_build_folder_writes_the_report(tiny_build, tiny_custo
     assert saved["graphs"]["talker_decode"]["first"]["node"] == node
 
 
-def _fp16_decode(tiny_custom_voice, tmp_path) -> tuple:
+def _fp16_graph(tiny_custom_voice, tmp_path, graph: str = "talker_decode") -> tuple:
     limits = replace(LIMITS, precision="fp16")
     nets = load_networks(tiny_custom_voice)
-    spec = engine_specs(nets.config, limits)["talker_decode"]
-    module = onnx_graphs.engine_modules(nets, limits)["talker_decode"]
-    path = onnx_graphs.export_engine("talker_decode", module, spec, limits, tmp_path / "talker_decode.onnx")
+    spec = engine_specs(nets.config, limits)[graph]
+    module = onnx_graphs.engine_modules(nets, limits)[graph]
+    path = onnx_graphs.export_engine(graph, module, spec, limits, tmp_path / f"{graph}.onnx")
     return limits, path
+
+
+def test_layers_pair_by_position_not_by_name(tiny_build, tiny_custom_voice, tmp_path):
+    """The fp16 predictor's Casts shift the exporter's tensor numbers, so a name in the fp16 graph
+    can be another computation in the fp32 one: every pair must be the same op in the same module,
+    and every fp32 computation (Casts aside) must find its pair."""
+    out, _ = tiny_build
+    _, path = _fp16_graph(tiny_custom_voice, tmp_path, "predictor")
+    _, ref_order = debug_parity._graph_info(out / "predictor.onnx")
+    _, order = debug_parity._graph_info(path)
+    ref_at = {pos: t for t, _, _, pos in ref_order if pos is not None}
+    at = {pos: t for t, _, _, pos in order if pos is not None}
+    assert set(ref_at) == set(at)
+    renamed = [pos for pos in at if at[pos] != ref_at[pos]]
+    assert renamed  # names alone would have paired these wrongly
+    ops = {t: op for t, _, op, _ in ref_order}
+    assert all(ops[ref_at[pos]] == pos[1] for pos in renamed)
+
+
+def test_debug_parity_tells_a_changed_code_from_a_lost_layer(tiny_build, tiny_custom_voice, tmp_path):
+    """The fp16 predictor against the fp32 one: within fp16's limit no layer leaves tolerance; where
+    the in-graph TopK orders near-tied logits otherwise, what follows it is reported as following a
+    choice, not as a layer out of tolerance. A limit far below fp16's error names a layer before it."""
+    out, _ = tiny_build
+    limits, path = _fp16_graph(tiny_custom_voice, tmp_path, "predictor")
+    ref = out / "predictor.onnx"
+    good = debug_parity.debug_graph(tiny_custom_voice, "predictor", limits, path, reference=ref)
+    assert good["first"] is None and good["tensors_compared"] > 1000
+    choice = good["first_choice"]
+    if choice is not None:
+        assert choice["op_type"] in ("TopK", "ArgMax") and 0 < choice["differing"] <= choice["of"]
+    follows = debug_parity._downstream(path, [choice["tensor"]] if choice else [])
+    assert good["diverging_after_choice"] <= len(follows)
+    lines = []
+    debug_parity.print_report(good, lines.append)
+    assert "no layer leaves tolerance" in lines[0]
+    bad = debug_parity.debug_graph(tiny_custom_voice, "predictor", limits, path, reference=ref, atol=1e-6, rtol=1e-6)
+    assert bad["first"] is not None and bad["first"]["tensor"] not in follows
 
 
 def test_debug_parity_on_fp16_good_and_failing(tiny_build, tiny_custom_voice, tmp_path):
     """An fp16 graph (exported here: ~6 s) against the fp32 build's graph: within fp16's limit no
     layer leaves tolerance; under a limit far below fp16's error, the first one is named."""
     out, _ = tiny_build
-    limits, path = _fp16_decode(tiny_custom_voice, tmp_path)
+    limits, path = _fp16_graph(tiny_custom_voice, tmp_path)
     ref = out / "talker_decode.onnx"
     good = debug_parity.debug_graph(tiny_custom_voice, "talker_decode", limits, path, reference=ref)
     assert good["first"] is None and good["atol"] == build_mod.PARITY_LIMITS["fp16"]["talker_decode"]
@@ -186,3 +224,21 @@ def test_every_polygraphy_name_used_exists():
             obj = getattr(importlib.import_module(module), attr)
         for member in USES.get(name, []):
             assert hasattr(obj, member), f"{name}.{member}"
+
+
+def test_a_failing_fp16_build_names_its_first_layer(tiny_custom_voice, tmp_path, monkeypatch):
+    """build.sh's own path: an fp16 build whose first graph is held to a limit far below fp16's
+    error fails parity, and with --debug-parity the build log names the first layer out of
+    tolerance and parity_debug.json lands beside where the manifest would be, before the build stops."""
+    from qwen3_tts_trt.export.errors import BuildError
+
+    monkeypatch.setitem(parity.PARITY_LIMITS["fp16"], "talker_prefill", 1e-9)
+    lines = []
+    with pytest.raises(BuildError, match="talker_prefill: ONNX Runtime differs from PyTorch"):
+        build_mod.build(str(tiny_custom_voice), tmp_path, replace(LIMITS, precision="fp16"), log=lines.append,
+                        debug_parity="failing")
+    named = [line for line in lines if "first layer out of tolerance" in line]
+    assert len(named) == 1 and named[0].lstrip().startswith("talker_prefill (fp16")
+    report = json.loads((tmp_path / "cpu" / tiny_custom_voice.name / debug_parity.REPORT).read_text())
+    first = report["graphs"]["talker_prefill"]["first"]
+    assert first is not None and first["node"] in named[0] and report["graphs"]["talker_prefill"]["atol"] == 1e-9
