@@ -183,8 +183,11 @@ def main(argv=None) -> int:
     if args.one:
         return _one(args)
 
+    from qwen3_tts_trt.runtime.device_info import host_read_gbs
+
     configs = list(args.build) + ([] if args.no_official else ["official"])
     results = []
+    read_gbs = [host_read_gbs()]  # beside every CPU table: these hosts' bandwidth drifts from day to day
     for mode in args.modes.split(","):
         for config in configs:
             cmd = [sys.executable, __file__, "-m", args.model, "--frames", str(args.frames), "--runs", str(args.runs),
@@ -200,13 +203,15 @@ def main(argv=None) -> int:
     for row in results:
         off = next((r for r in results if r["config"] == "official" and r["mode"] == row["mode"]), None)
         row["speedup_vs_official"] = round(off["total"] / row["total"], 2) if off else None
+    read_gbs.append(host_read_gbs())
     print()
+    print(f"single-thread read {read_gbs[0]:.1f} GB/s before, {read_gbs[1]:.1f} after; {os.cpu_count()} cores")
     print(table(results))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(dict(
             model=args.model, frames=args.frames, runs=args.runs, text=TEXT, cpu_count=os.cpu_count(),
-            python=platform.python_version(), date=time.strftime("%Y-%m-%d"), results=results), indent=1))
+            python=platform.python_version(), read_gbs=read_gbs, date=time.strftime("%Y-%m-%d"), results=results), indent=1))
     return 0
 
 

@@ -47,3 +47,20 @@ def tensorrt_version() -> tuple[str | None, str | None]:
         return None, f"TensorRT is not installed ({exc.__class__.__name__}: {exc})"
     except Exception as exc:  # the PyPI stub raises while trying to fetch NVIDIA's wheels
         return None, f"TensorRT failed to import ({exc.__class__.__name__}: {exc})"
+
+
+def host_read_gbs(gib: float = 1.0, repeats: int = 5) -> float:
+    """This host's single-thread memory read bandwidth, GB/s: the best of `repeats` sums over a
+    `gib` GiB array (numpy's sum runs on one thread). The CPU frame loop is bandwidth-bound and the
+    bandwidth of these hosts drifts from day to day, so every CPU figure is printed beside it."""
+    import time
+
+    import numpy as np
+
+    data = np.ones(int(gib * 2**30) // 8, dtype=np.float64)
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        data.sum()
+        best = min(best, time.perf_counter() - t0)
+    return data.nbytes / best / 1e9

@@ -63,7 +63,7 @@ def direct(args) -> list[float]:
     synth.warmup()
     out = []
     for i in range(args.runs):
-        params = synth.default_params(seed=i, max_new_tokens=args.max_new_tokens)
+        params = synth.default_params(seed=i, **_lengths(args))
         t0 = time.perf_counter()
         chunks = synth.stream(TEXTS[i % len(TEXTS)], Voice(speaker=VOICE), params)
         next(chunks)
@@ -113,15 +113,24 @@ async def over_websocket(url: str, args) -> list[float]:
 SAMPLES_PER_FRAME = 1920  # 80 ms at 24 kHz
 
 
-def _concurrent_summary(ttfc_ms: list[float], frames: int, wall_s: float, streams: int, heard: list) -> dict:
-    """`heard`: each stream's `Playback` (runtime.metrics): what a listener of it heard."""
-    underrun = [h.underrun_ms for h in heard]
+def _concurrent_summary(ttfc_ms: list[float], frames: int, wall_s: float, streams: int, arrivals: list,
+                        prebuffers: list[float], stream_xrt: list[float]) -> dict:
+    """`arrivals`: each stream's chunks as (arrival s, audio s); what a listener of each heard is
+    worked out for every start-up buffer in `prebuffers` (runtime.metrics.playback)."""
+    from qwen3_tts_trt.runtime.metrics import playback
+
+    underruns = []
+    for prebuffer in prebuffers:
+        heard = [playback(tuple(a), prebuffer) for a in arrivals]
+        underrun = [h.underrun_ms for h in heard]
+        underruns.append({**_summary(underrun), "max_ms": round(max(underrun), 1),
+                          "worst_gap_ms": round(max(h.worst_gap_ms for h in heard), 1),
+                          "streams_with_gaps_over_100ms": sum(h.gaps_over_100ms > 0 for h in heard),
+                          "prebuffer_ms": prebuffer})
     return {"streams": streams, "ttfc": _summary(ttfc_ms), "frames": frames,
             "aggregate_fps": round(frames / wall_s, 1), "aggregate_xrt": round(frames * 0.08 / wall_s, 2),
-            "underrun": {**_summary(underrun), "max_ms": round(max(underrun), 1),
-                         "worst_gap_ms": round(max(h.worst_gap_ms for h in heard), 1),
-                         "streams_with_gaps_over_100ms": sum(h.gaps_over_100ms > 0 for h in heard),
-                         "prebuffer_ms": heard[0].prebuffer_ms}}
+            "stream_xrt": {"p50": round(_percentile(stream_xrt, 50), 2), "min": round(min(stream_xrt), 2)},
+            "underrun": underruns}
 
 
 def concurrent_direct(args, streams: int) -> dict:
@@ -132,7 +141,11 @@ def concurrent_direct(args, streams: int) -> dict:
     from qwen3_tts_trt.runtime.voice import Voice
 
     synths = _synths(args, streams)
-    ttfc, frames, wall, heard = [], 0, 0.0, []
+    busy = _ENGINE_SECONDS
+    busy.update(dict.fromkeys(busy, 0.0))
+    loop = synths[0].steps
+    steps_before = (loop.stats.decode_calls, loop.stats.decode_rows, loop.codecs.stats.calls, loop.codecs.stats.rows)
+    ttfc, frames, wall, arrivals, xrt = [], 0, 0.0, [], []
     for r in range(args.rounds):
         made = [0] * streams
         times = [0.0] * streams
@@ -140,13 +153,13 @@ def concurrent_direct(args, streams: int) -> dict:
 
         def speak(i):
             synth = synths[i]
-            params = synth.default_params(seed=r * 100 + i, max_new_tokens=args.max_new_tokens)
+            params = synth.default_params(seed=r * 100 + i, **_lengths(args))
             t0 = time.perf_counter()
             for n, chunk in enumerate(synth.stream(TEXTS[i % len(TEXTS)], Voice(speaker=VOICE), params)):
                 if n == 0:
                     times[i] = 1000 * (time.perf_counter() - t0)
                 made[i] += chunk.frames
-            played[i] = synth.last_metrics.playback(args.prebuffer_ms)
+            played[i] = synth.last_metrics
 
         threads = [threading.Thread(target=speak, args=(i,)) for i in range(streams)]
         t0 = time.perf_counter()
@@ -157,8 +170,48 @@ def concurrent_direct(args, streams: int) -> dict:
         wall += time.perf_counter() - t0
         ttfc += times
         frames += sum(made)
-        heard += played
-    return _concurrent_summary(ttfc, frames, wall, streams, heard)
+        arrivals += [m.chunk_times for m in played]
+        xrt += [m.xrt for m in played]
+    summary = _concurrent_summary(ttfc, frames, wall, streams, arrivals, args.prebuffers, xrt)
+    calls, rows, codec_calls, codec_rows = (after - before for after, before in zip(
+        (loop.stats.decode_calls, loop.stats.decode_rows, loop.codecs.stats.calls, loop.codecs.stats.rows), steps_before))
+    # Where the time goes: each engine's busy share of the wall time (the frame loop's thread runs
+    # the talker and the predictor, the codec has its own), and how many streams each call served.
+    summary["profile"] = {**{f"{k}_busy": round(v / wall, 2) for k, v in busy.items()},
+                          "rows_per_talker_step": round(rows / max(calls, 1), 2),
+                          "rows_per_codec_call": round(codec_rows / max(codec_calls, 1), 2)}
+    return summary
+
+
+_ENGINE_SECONDS = {"talker": 0.0, "predictor": 0.0, "codec": 0.0}
+
+
+def _time_engines(backend) -> None:
+    """Add each engine call's wall time to _ENGINE_SECONDS, by wrapping the backend's own methods
+    (decode_rows holds the lone stream's decode: only the outer call is counted)."""
+    import threading
+
+    lock = threading.Lock()
+    for name, part in (("prefill", "talker"), ("decode_rows", "talker"), ("predict_frame", "predictor"),
+                       ("codec_run", "codec")):
+        inner = getattr(backend, name)
+
+        def timed(*a, _inner=inner, _part=part, **kw):
+            t0 = time.perf_counter()
+            try:
+                return _inner(*a, **kw)
+            finally:
+                with lock:
+                    _ENGINE_SECONDS[_part] += time.perf_counter() - t0
+
+        setattr(backend, name, timed)
+
+
+def _lengths(args) -> dict:
+    """max_new_tokens, and min_new_tokens where given (equal to it: every request makes the same
+    number of frames, EOS held off, so levels compare)."""
+    return dict(max_new_tokens=args.max_new_tokens,
+                **({"min_new_tokens": args.min_new_tokens} if args.min_new_tokens is not None else {}))
 
 
 _SYNTHS: list = []
@@ -171,6 +224,7 @@ def _synths(args, n: int) -> list:
     if not _SYNTHS:
         first = Synthesizer.open(args.model, args.build_dir, args.backend)
         first.warmup()
+        _time_engines(first.steps.backend)
         _SYNTHS.append(first)
     while len(_SYNTHS) < n:
         _SYNTHS.append(_SYNTHS[0].sibling())
@@ -181,9 +235,7 @@ async def concurrent_http(url: str, args, streams: int) -> dict:
     """The same load through the server: `streams` HTTP requests at once, `--rounds` times."""
     import httpx
 
-    from qwen3_tts_trt.runtime.metrics import playback
-
-    ttfc, frames, wall, heard = [], 0, 0.0, []
+    ttfc, frames, wall, heard, xrt = [], 0, 0.0, [], []
     async with httpx.AsyncClient(base_url=url, timeout=300) as client:
         async def speak(i, r):
             body = {"input": TEXTS[i % len(TEXTS)], "voice": VOICE, "response_format": "pcm", "seed": r * 100 + i,
@@ -195,7 +247,8 @@ async def concurrent_http(url: str, args, streams: int) -> dict:
                     first = first if first is not None else 1000 * (time.perf_counter() - t0)
                     size += len(part)
                     arrivals.append((time.perf_counter(), len(part) / 2 / 24000))  # as the client receives it
-            heard.append(playback(tuple(arrivals), args.prebuffer_ms))
+            heard.append(arrivals)
+            xrt.append(size / 2 / 24000 / (time.perf_counter() - t0))
             return first, size // (2 * SAMPLES_PER_FRAME)
 
         for r in range(args.rounds):
@@ -204,7 +257,37 @@ async def concurrent_http(url: str, args, streams: int) -> dict:
             wall += time.perf_counter() - t0
             ttfc += [t for t, _ in results]
             frames += sum(f for _, f in results)
-    return _concurrent_summary(ttfc, frames, wall, streams, heard)
+    return _concurrent_summary(ttfc, frames, wall, streams, heard, args.prebuffers, xrt)
+
+
+def streams_table(rows: list[dict]) -> str:
+    """The many-streams figures as a markdown table, one row per level and start-up buffer."""
+    lines = ["| streams | aggregate fps | aggregate xRT | stream xRT p50 (min) | TTFC p50 / p95 ms | prebuffer ms "
+             "| underrun p50 / max ms | worst gap ms | streams with a gap > 100 ms |", "|---|---|---|---|---|---|---|---|---|"]
+    for row in rows:
+        for u in row["underrun"]:
+            lines.append(f"| {row['streams']} | {row['aggregate_fps']} | {row['aggregate_xrt']} | "
+                         f"{row['stream_xrt']['p50']} ({row['stream_xrt']['min']}) | {row['ttfc']['p50_ms']:.0f} / "
+                         f"{row['ttfc']['p95_ms']:.0f} | {u['prebuffer_ms']:.0f} | {u['p50_ms']:.0f} / {u['max_ms']:.0f} | "
+                         f"{u['worst_gap_ms']:.0f} | {u['streams_with_gaps_over_100ms']} of {u['runs']} |")
+    return "\n".join(lines)
+
+
+def _report_streams(report: dict, args) -> None:
+    print(json.dumps(report, indent=1))
+    print(f"\nsingle-thread read {report['read_gbs'][0]} GB/s before, {report['read_gbs'][1]} after; "
+          f"{os.cpu_count()} cores")
+    for path in ("direct", "http"):
+        if path in report:
+            print(f"\n{path}:\n{streams_table(report[path])}")
+    print("\n| streams | talker busy | predictor busy | codec busy | rows per talker step | rows per codec call |\n"
+          "|---|---|---|---|---|---|")
+    for row in report["direct"]:
+        f = row["profile"]
+        print(f"| {row['streams']} | {f['talker_busy']} | {f['predictor_busy']} | {f['codec_busy']} | "
+              f"{f['rows_per_talker_step']} | {f['rows_per_codec_call']} |")
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=1))
 
 
 def main(argv=None) -> int:
@@ -219,23 +302,31 @@ def main(argv=None) -> int:
                                       "second and TTFC, direct (one step loop in this process) and through the server")
     ap.add_argument("--rounds", type=int, default=3, help="with --streams: batches of concurrent requests per level")
     ap.add_argument("--direct-only", action="store_true", help="with --streams: the in-process figures only, no server")
-    ap.add_argument("--prebuffer-ms", type=float, default=0.0,
+    ap.add_argument("--min-new-tokens", type=int,
+                    help="with --streams and --direct-only: per request (default: the checkpoint's); equal to "
+                         "--max-new-tokens, every request makes the same number of frames")
+    ap.add_argument("--prebuffer-ms", default="0",
                     help="with --streams: the playback view's start-up buffer (a player starting this long after "
-                         "the first chunk)")
+                         "the first chunk); several, comma-separated, are worked out from the same runs")
     ap.add_argument("--json", help="write the report here")
     args = ap.parse_args(argv)
+    args.prebuffers = [float(ms) for ms in args.prebuffer_ms.split(",")]
+    if args.min_new_tokens is not None and not (args.streams and args.direct_only):
+        ap.error("--min-new-tokens is for --streams ... --direct-only: the API has no min_new_tokens")
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a throwaway cluster on this machine
     from . import ServeConfig
     from .local import start, stop
 
     levels = [int(n) for n in args.streams.split(",")] if args.streams else []
     if levels:
+        from qwen3_tts_trt.runtime.device_info import host_read_gbs
+
+        read_gbs = host_read_gbs()  # beside every CPU figure: these hosts' bandwidth drifts
         report = {"proxy": "haproxy" if args.haproxy else "python", "direct": [concurrent_direct(args, n) for n in levels]}
+        report["read_gbs"] = [round(read_gbs, 1), round(host_read_gbs(), 1)]
         _SYNTHS.clear()  # the engines of this process go before the server's start
         if args.direct_only:
-            print(json.dumps(report, indent=1))
-            if args.json:
-                Path(args.json).write_text(json.dumps(report, indent=1))
+            _report_streams(report, args)
             return 0
     else:
         report = {"direct": _summary(direct(args)), "proxy": "haproxy" if args.haproxy else "python"}
@@ -252,9 +343,7 @@ def main(argv=None) -> int:
             for d, h in zip(report["direct"], report["http"]):
                 h["ttfc_added_p50_ms"] = round(h["ttfc"]["p50_ms"] - d["ttfc"]["p50_ms"], 2)
                 h["ttfc_added_p95_ms"] = round(h["ttfc"]["p95_ms"] - d["ttfc"]["p95_ms"], 2)
-            print(json.dumps(report, indent=1))
-            if args.json:
-                Path(args.json).write_text(json.dumps(report, indent=1))
+            _report_streams(report, args)
             return 0
         over_http(url, argparse.Namespace(**{**vars(args), "runs": 3}))  # the connection and the proxy warm up
         report["http"] = _summary(over_http(url, args))

@@ -215,6 +215,17 @@ def test_the_torch_backend_batches_codec_chunks_the_same_way(tiny_build, tiny_cu
     _batched_codec_equals_solo([first] + [first.sibling() for _ in range(3)], monkeypatch, atol=2e-6)
 
 
+@pytest.mark.slow  # the 0.6B build (conftest's real_build, ~4 min if the slow step has not made it yet)
+@pytest.mark.timeout(2400)
+def test_real_shapes_streams_share_codec_calls_and_each_gets_its_solo_audio(real_build, real_custom_voice, monkeypatch):
+    """At the real 0.6B shapes (the codec's 8 transformer layers, its upsampling to 24 kHz): a
+    greedy stream and a sampled one that joins later and is cancelled after two chunks, on one
+    ONNX Runtime engine, share codec calls, and each one's audio is its solo audio, sample for sample."""
+    out, _ = real_build
+    first = Synthesizer.open(real_custom_voice, out, "onnx")
+    _batched_codec_equals_solo([first, first.sibling()], monkeypatch)
+
+
 def test_streams_beyond_the_builds_rows_are_refused_clearly(pool, tiny_custom_voice):
     synths, _ = pool
     with pytest.raises(BackendUnavailableError, match="--max-batch"):
