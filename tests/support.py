@@ -29,7 +29,7 @@ LIMITS = EngineLimits(max_context=256, max_prompt=128, max_chunk=10, max_batch=1
 TEXT = "Hello world, this is a streaming test of the voice runtime."
 
 # -- the real 0.6B-shape build (conftest's real_build; slow tests) ---------------------------------
-REAL_LIMITS = EngineLimits(max_context=512, max_prompt=256, max_batch=2)  # 2 rows: the batched codec at 0.6B
+REAL_LIMITS = EngineLimits(max_context=512, max_prompt=256, max_batch=3)  # 3 rows: the batched codec at 0.6B
 
 
 # -- checkpoints ------------------------------------------------------------------------------------

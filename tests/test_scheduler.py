@@ -176,7 +176,7 @@ def test_the_torch_backend_batches_rows_the_same_way(tiny_build, tiny_custom_voi
     assert first.steps.stats.max_rows >= 2
 
 
-def _batched_codec_equals_solo(synths: list[Synthesizer], monkeypatch, atol: float = 0.0) -> None:
+def _batched_codec_equals_solo(synths: list[Synthesizer], monkeypatch, atol: float = 0.0, delay: float = 0.02) -> None:
     """Streams joining at different frames, greedy and sampled, one cancelled after two chunks:
     each one's audio is its solo audio (to `atol`), while chunks shared codec calls."""
     n = len(synths)
@@ -186,8 +186,8 @@ def _batched_codec_equals_solo(synths: list[Synthesizer], monkeypatch, atol: flo
     backend = synths[0].steps.backend
     inner = backend.codec_run
 
-    def slow_codec(codes, state):  # a slow codec call (as at real shapes): the chunks behind it queue
-        time.sleep(0.02)
+    def slow_codec(codes, state):  # a codec call slower than a frame: the chunks behind it queue
+        time.sleep(delay)
         return inner(codes, state)
 
     monkeypatch.setattr(backend, "codec_run", slow_codec)
@@ -219,11 +219,13 @@ def test_the_torch_backend_batches_codec_chunks_the_same_way(tiny_build, tiny_cu
 @pytest.mark.timeout(2400)
 def test_real_shapes_streams_share_codec_calls_and_each_gets_its_solo_audio(real_build, real_custom_voice, monkeypatch):
     """At the real 0.6B shapes (the codec's 8 transformer layers, its upsampling to 24 kHz): a
-    greedy stream and a sampled one that joins later and is cancelled after two chunks, on one
-    ONNX Runtime engine, share codec calls, and each one's audio is its solo audio, sample for sample."""
+    greedy stream, then a sampled and a greedy one that join later together (their chunks ramp
+    alike, so they share codec calls), the sampled one cancelled after two chunks, on one ONNX
+    Runtime engine: each one's audio is its solo audio, sample for sample."""
     out, _ = real_build
     first = Synthesizer.open(real_custom_voice, out, "onnx")
-    _batched_codec_equals_solo([first, first.sibling()], monkeypatch)
+    # a frame takes ~0.4 s at fp32 here: a codec call of 1 s lets the next streams' chunks queue behind it
+    _batched_codec_equals_solo([first, first.sibling(), first.sibling()], monkeypatch, delay=1.0)
 
 
 def test_streams_beyond_the_builds_rows_are_refused_clearly(pool, tiny_custom_voice):
