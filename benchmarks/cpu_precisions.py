@@ -29,10 +29,11 @@ import resource
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import replace
 from pathlib import Path
+
+from qwen3_tts_trt.runtime.metrics import wrap_engine_calls  # first_audio.py imports it from here too
 
 ROOT = Path(__file__).resolve().parent.parent
 TEXT = ("Good morning! The weather today is mild and clear, with a light breeze from the west, "
@@ -42,25 +43,6 @@ COMPONENTS = ("talker", "predictor", "codec")
 
 def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
-
-
-def wrap_engine_calls(backend, names, record) -> None:
-    """Wrap the backend's methods `names` so that each call, when it returns or raises, calls
-    `record(name, start, end, thread_name)` (perf_counter seconds) under one lock: the codec's
-    calls come from another thread than the frame loop's."""
-    lock = threading.Lock()
-    for name in names:
-        inner = getattr(backend, name)
-
-        def timed(*args, _inner=inner, _name=name, **kwargs):
-            t0 = time.perf_counter()
-            try:
-                return _inner(*args, **kwargs)
-            finally:
-                with lock:
-                    record(_name, t0, time.perf_counter(), threading.current_thread().name)
-
-        setattr(backend, name, timed)
 
 
 def _timed_backend(backend) -> dict:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -123,3 +124,22 @@ class MetricsRecorder:
     def _count_until(self, now: float) -> None:
         if self._resumed is not None:
             self.active += now - self._resumed
+
+
+def wrap_engine_calls(backend, names, record) -> None:
+    """For profiles (the benchmarks): wrap the backend's methods `names` so that each call, when it
+    returns or raises, calls `record(name, start, end, thread_name)` (perf_counter seconds) under
+    one lock: the codec's calls come from another thread than the frame loop's."""
+    lock = threading.Lock()
+    for name in names:
+        inner = getattr(backend, name)
+
+        def timed(*args, _inner=inner, _name=name, **kwargs):
+            t0 = time.perf_counter()
+            try:
+                return _inner(*args, **kwargs)
+            finally:
+                with lock:
+                    record(_name, t0, time.perf_counter(), threading.current_thread().name)
+
+        setattr(backend, name, timed)

@@ -187,24 +187,16 @@ _ENGINE_SECONDS = {"talker": 0.0, "predictor": 0.0, "codec": 0.0}
 
 
 def _time_engines(backend) -> None:
-    """Add each engine call's wall time to _ENGINE_SECONDS, by wrapping the backend's own methods
-    (decode_rows holds the lone stream's decode: only the outer call is counted)."""
-    import threading
+    """Add each engine call's wall time to _ENGINE_SECONDS (decode_rows holds the lone stream's
+    decode: only the outer call is counted)."""
+    from qwen3_tts_trt.runtime.metrics import wrap_engine_calls
 
-    lock = threading.Lock()
-    for name, part in (("prefill", "talker"), ("decode_rows", "talker"), ("predict_frame", "predictor"),
-                       ("codec_run", "codec")):
-        inner = getattr(backend, name)
+    part = {"prefill": "talker", "decode_rows": "talker", "predict_frame": "predictor", "codec_run": "codec"}
 
-        def timed(*a, _inner=inner, _part=part, **kw):
-            t0 = time.perf_counter()
-            try:
-                return _inner(*a, **kw)
-            finally:
-                with lock:
-                    _ENGINE_SECONDS[_part] += time.perf_counter() - t0
+    def add(name, t0, t1, _thread):
+        _ENGINE_SECONDS[part[name]] += t1 - t0
 
-        setattr(backend, name, timed)
+    wrap_engine_calls(backend, part, add)
 
 
 def _lengths(args) -> dict:
