@@ -33,7 +33,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from qwen3_tts_trt.runtime.metrics import wrap_engine_calls  # first_audio.py imports it from here too
+from qwen3_tts_trt.runtime.metrics import engine_seconds_by_part, wrap_engine_calls  # first_audio.py imports the second from here
 
 ROOT = Path(__file__).resolve().parent.parent
 TEXT = ("Good morning! The weather today is mild and clear, with a light breeze from the west, "
@@ -45,20 +45,6 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
-def _timed_backend(backend) -> dict:
-    """Count each engine call's wall time per component, by wrapping the backend's own methods."""
-    spent = dict.fromkeys(COMPONENTS, 0.0)
-    # the step loop runs a talker step as decode_rows (which calls decode for a lone stream): wrap
-    # only the outer one, or the step would count twice
-    component = {"prefill": "talker", "decode_rows": "talker", "predict_frame": "predictor", "codec_run": "codec"}
-
-    def add(name, t0, t1, _thread):
-        spent[component[name]] += t1 - t0
-
-    wrap_engine_calls(backend, component, add)
-    return spent
-
-
 def run_ours(model: str, build: str, frames: int, runs: int, sampled: bool, speaker: str) -> dict:
     from qwen3_tts_trt.runtime.sampling import SamplingParams
     from qwen3_tts_trt.runtime.stream import Synthesizer
@@ -67,7 +53,7 @@ def run_ours(model: str, build: str, frames: int, runs: int, sampled: bool, spea
     synth = Synthesizer.open(model, build, backend="onnx")
     # the engine itself, under the step loop: the stream's own client only hands calls to the loop, so
     # its lock and hand-over count as host time here
-    spent = _timed_backend(synth.steps.backend)
+    spent = engine_seconds_by_part(synth.steps.backend)
     defaults = synth.config.sampling
     params = (SamplingParams.from_defaults(defaults, seed=1) if sampled else SamplingParams.greedy(defaults))
     params = replace(params, min_new_tokens=frames + 1, max_new_tokens=frames + 1)  # exactly `frames` frames

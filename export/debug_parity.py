@@ -8,8 +8,9 @@ PyTorch module (the exporter's name scopes) in one graph pairs with the k-th in 
 cannot pair them: the exporter numbers tensors per op type across the whole graph, so the Casts an
 fp16 export adds shift the numbers, and `mul_3683` is `q * cos` in one graph and `rotate_half(q) *
 sin` in the other. Casts themselves are not paired (the fp16 graph has its own); floating-point
-tensors of equal shape are compared, with Polygraphy's comparator, element by element (a tensor leaves tolerance where some element differs by more than
-`atol` and by more than `rtol` relative to the reference). The report names the first such tensor
+tensors of equal shape are compared, with Polygraphy's comparator, element by element (a tensor
+leaves tolerance where some element differs by more than `atol` and by more than `rtol` relative
+to the reference). The report names the first such tensor
 in topological order (ONNX node order) with the node that makes it, its op type and the error,
 and is written as parity_debug.json beside manifest.json.
 

@@ -143,3 +143,20 @@ def wrap_engine_calls(backend, names, record) -> None:
                     record(_name, t0, time.perf_counter(), threading.current_thread().name)
 
         setattr(backend, name, timed)
+
+
+# The step loop runs a talker step as decode_rows (which calls decode for a lone stream): only the
+# outer call is timed, or the step would count twice.
+ENGINE_PARTS = {"prefill": "talker", "decode_rows": "talker", "predict_frame": "predictor", "codec_run": "codec"}
+
+
+def engine_seconds_by_part(backend) -> dict[str, float]:
+    """For profiles: wrap the backend's engine calls and return the dict {talker, predictor, codec}
+    to which each call's wall time is added from then on (the caller may zero it between runs)."""
+    spent = dict.fromkeys(ENGINE_PARTS.values(), 0.0)
+
+    def add(name, t0, t1, _thread):
+        spent[ENGINE_PARTS[name]] += t1 - t0
+
+    wrap_engine_calls(backend, ENGINE_PARTS, add)
+    return spent

@@ -27,6 +27,7 @@ from .voice import Voice, check_voice_fits
 
 ROLE_LEN = 3  # <|im_start|> assistant \n
 ASSISTANT_SUFFIX_LEN = 5  # <|im_end|> \n <|im_start|> assistant \n
+REF_SUFFIX_LEN = 2  # <|im_end|> \n
 _TEXT_START = len(ASSISTANT_TEMPLATE.split("{text}")[0])  # characters of the template before the text
 
 
@@ -41,7 +42,6 @@ def text_spans(tok: TextTokenizer, text: str) -> tuple[list[int], list[tuple[int
 def _text_offsets(offsets: list[tuple[int, int]]) -> list[tuple[int, int]]:
     """The template's offsets of the text ids, as characters of the text itself."""
     return [(max(a - _TEXT_START, 0), max(b - _TEXT_START, 0)) for a, b in offsets[ROLE_LEN:-ASSISTANT_SUFFIX_LEN]]
-REF_SUFFIX_LEN = 2  # <|im_end|> \n
 
 
 @dataclass(frozen=True)

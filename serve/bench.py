@@ -140,11 +140,10 @@ def concurrent_direct(args, streams: int) -> dict:
 
     from qwen3_tts_trt.runtime.voice import Voice
 
-    synths = _synths(args, streams)
-    busy = _ENGINE_SECONDS
+    synths, busy = _synths(args, streams)
     busy.update(dict.fromkeys(busy, 0.0))
     loop = synths[0].steps
-    steps_before = (loop.stats.decode_calls, loop.stats.decode_rows, loop.codecs.stats.calls, loop.codecs.stats.rows)
+    counts_before = _call_counts(loop)
     ttfc, frames, wall, arrivals, xrt = [], 0, 0.0, [], []
     for r in range(args.rounds):
         made = [0] * streams
@@ -173,8 +172,7 @@ def concurrent_direct(args, streams: int) -> dict:
         arrivals += [m.chunk_times for m in played]
         xrt += [m.xrt for m in played]
     summary = _concurrent_summary(ttfc, frames, wall, streams, arrivals, args.prebuffers, xrt)
-    calls, rows, codec_calls, codec_rows = (after - before for after, before in zip(
-        (loop.stats.decode_calls, loop.stats.decode_rows, loop.codecs.stats.calls, loop.codecs.stats.rows), steps_before))
+    calls, rows, codec_calls, codec_rows = (after - before for after, before in zip(_call_counts(loop), counts_before))
     # Where the time goes: each engine's busy share of the wall time (the frame loop's thread runs
     # the talker and the predictor, the codec has its own), and how many streams each call served.
     summary["profile"] = {**{f"{k}_busy": round(v / wall, 2) for k, v in busy.items()},
@@ -183,20 +181,9 @@ def concurrent_direct(args, streams: int) -> dict:
     return summary
 
 
-_ENGINE_SECONDS = {"talker": 0.0, "predictor": 0.0, "codec": 0.0}
-
-
-def _time_engines(backend) -> None:
-    """Add each engine call's wall time to _ENGINE_SECONDS (decode_rows holds the lone stream's
-    decode: only the outer call is counted)."""
-    from qwen3_tts_trt.runtime.metrics import wrap_engine_calls
-
-    part = {"prefill": "talker", "decode_rows": "talker", "predict_frame": "predictor", "codec_run": "codec"}
-
-    def add(name, t0, t1, _thread):
-        _ENGINE_SECONDS[part[name]] += t1 - t0
-
-    wrap_engine_calls(backend, part, add)
+def _call_counts(loop) -> tuple[int, int, int, int]:
+    """The step loop's talker steps and their rows, its codec calls and their rows, so far."""
+    return loop.stats.decode_calls, loop.stats.decode_rows, loop.codecs.stats.calls, loop.codecs.stats.rows
 
 
 def _lengths(args) -> dict:
@@ -206,21 +193,23 @@ def _lengths(args) -> dict:
                 **({"min_new_tokens": args.min_new_tokens} if args.min_new_tokens is not None else {}))
 
 
-_SYNTHS: list = []
+_POOL: dict = {}  # one step loop for every level: its synthesizers, and its engines' time per part
 
 
-def _synths(args, n: int) -> list:
-    """n synthesizers on one step loop (made once, grown as needed)."""
+def _synths(args, n: int) -> tuple[list, dict]:
+    """n synthesizers on one step loop (made once, grown as needed), and the dict its engine calls
+    add their time to (runtime.metrics.engine_seconds_by_part)."""
+    from qwen3_tts_trt.runtime.metrics import engine_seconds_by_part
     from qwen3_tts_trt.runtime.stream import Synthesizer
 
-    if not _SYNTHS:
+    if not _POOL:
         first = Synthesizer.open(args.model, args.build_dir, args.backend)
         first.warmup()
-        _time_engines(first.steps.backend)
-        _SYNTHS.append(first)
-    while len(_SYNTHS) < n:
-        _SYNTHS.append(_SYNTHS[0].sibling())
-    return _SYNTHS[:n]
+        _POOL.update(synths=[first], spent=engine_seconds_by_part(first.steps.backend))
+    synths = _POOL["synths"]
+    while len(synths) < n:
+        synths.append(synths[0].sibling())
+    return synths[:n], _POOL["spent"]
 
 
 async def concurrent_http(url: str, args, streams: int) -> dict:
@@ -316,7 +305,7 @@ def main(argv=None) -> int:
         read_gbs = host_read_gbs()  # beside every CPU figure: these hosts' bandwidth drifts
         report = {"proxy": "haproxy" if args.haproxy else "python", "direct": [concurrent_direct(args, n) for n in levels]}
         report["read_gbs"] = [round(read_gbs, 1), round(host_read_gbs(), 1)]
-        _SYNTHS.clear()  # the engines of this process go before the server's start
+        _POOL.clear()  # the engines of this process go before the server's start
         if args.direct_only:
             _report_streams(report, args)
             return 0
